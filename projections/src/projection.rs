@@ -1,0 +1,22 @@
+//! What every read model offers the code that feeds it.
+
+use keyledger_events::{Commit, KeyId};
+
+/// A read model fed, in stream order, by the committed events.
+///
+/// Methods take `&self`: projections are shared between the task that feeds
+/// them and the requests that read them.
+pub trait Projection: Send + Sync {
+    /// The stream sequence of the last commit applied (0 before any).
+    fn position(&self) -> u64;
+
+    /// Applies the commit stored at stream sequence `seq`. Returns `false`,
+    /// changing nothing, when `seq` is at or below [`Projection::position`]
+    /// (it was applied already). Sequences may have gaps.
+    fn apply(&self, seq: u64, commit: &Commit) -> bool;
+
+    /// Records that the message at `seq` could not be decoded or trusted.
+    /// With a key, that key fails closed from now on; without one, every key
+    /// does. Returns `false` when `seq` was already passed.
+    fn poison(&self, seq: u64, key: Option<KeyId>, reason: &str) -> bool;
+}

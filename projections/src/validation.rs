@@ -1,0 +1,345 @@
+//! The validation table: what an API node consults for every request.
+//!
+//! One SHA3-256 of the presented key and one map lookup, in process.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use dashmap::DashMap;
+use keyledger_events::{Change, Commit, KeyHash, KeyHashHasher, KeyId};
+
+use crate::{Access, Denial, Grant, Projection};
+
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    key_id: KeyId,
+    read_only: bool,
+    enabled: bool,
+    poisoned: bool,
+}
+
+/// Where a key id stands, so that later events can find its hash.
+#[derive(Clone, Copy, Debug)]
+enum Known {
+    Live(KeyHash),
+    Removed,
+}
+
+/// Key hash -> grant, for API nodes. Reads are lock-free against the single
+/// writer that feeds it from the stream.
+#[derive(Debug, Default)]
+pub struct ValidationTable {
+    by_hash: DashMap<KeyHash, Entry, KeyHashHasher>,
+    by_id: DashMap<KeyId, Known>,
+    position: AtomicU64,
+    /// Set when an untrusted message could not be tied to a key: then every
+    /// key fails closed.
+    sealed: AtomicBool,
+    poisoned: Mutex<BTreeMap<KeyId, (u64, String)>>,
+    seal_reason: Mutex<Option<(u64, String)>>,
+}
+
+/// What a node reports about its table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValidationStatus {
+    /// Last applied stream sequence.
+    pub applied_seq: u64,
+    /// Keys that grant access when enabled (live keys, enabled or not).
+    pub keys: usize,
+    /// Keys that fail closed because an event about them was not trusted:
+    /// (key, sequence, reason).
+    pub poisoned: Vec<(KeyId, u64, String)>,
+    /// Set when every key fails closed: (sequence, reason).
+    pub sealed: Option<(u64, String)>,
+}
+
+impl ValidationTable {
+    /// An empty table.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Validates a presented key for an access. Checks the key's format before
+    /// hashing, then makes exactly one lookup.
+    pub fn validate(&self, presented: &str, access: Access) -> Result<Grant, Denial> {
+        let hash = KeyHash::of_presented(presented).map_err(Denial::Malformed)?;
+        self.validate_hash(&hash, access)
+    }
+
+    /// Validates an already hashed key.
+    pub fn validate_hash(&self, hash: &KeyHash, access: Access) -> Result<Grant, Denial> {
+        if self.sealed.load(Ordering::Acquire) {
+            return Err(Denial::StateUnknown);
+        }
+        let entry = *self.by_hash.get(hash).ok_or(Denial::Unknown)?;
+        if entry.poisoned {
+            return Err(Denial::StateUnknown);
+        }
+        if !entry.enabled {
+            return Err(Denial::Disabled);
+        }
+        if entry.read_only && access == Access::Write {
+            return Err(Denial::ReadOnly { key_id: entry.key_id });
+        }
+        Ok(Grant { key_id: entry.key_id, read_only: entry.read_only })
+    }
+
+    /// A snapshot for `/v1/status` and `/readyz`.
+    pub fn status(&self) -> ValidationStatus {
+        let poisoned = self
+            .poisoned
+            .lock()
+            .map(|p| p.iter().map(|(k, (s, r))| (*k, *s, r.clone())).collect())
+            .unwrap_or_default();
+        ValidationStatus {
+            applied_seq: self.position(),
+            keys: self.by_hash.len(),
+            poisoned,
+            sealed: self.seal_reason.lock().ok().and_then(|s| s.clone()),
+        }
+    }
+
+    fn advance(&self, seq: u64) -> bool {
+        if seq <= self.position.load(Ordering::Acquire) {
+            return false;
+        }
+        self.position.store(seq, Ordering::Release);
+        true
+    }
+
+    fn poison_key(&self, seq: u64, key: KeyId, reason: &str) {
+        if let Some(Known::Live(hash)) = self.by_id.get(&key).map(|k| *k) {
+            if let Some(mut e) = self.by_hash.get_mut(&hash) {
+                e.poisoned = true;
+            }
+        }
+        if let Ok(mut p) = self.poisoned.lock() {
+            p.entry(key).or_insert_with(|| (seq, reason.to_owned()));
+        }
+    }
+
+    fn is_poisoned(&self, key: &KeyId) -> bool {
+        self.poisoned.lock().map(|p| p.contains_key(key)).unwrap_or(true)
+    }
+
+    /// Folds a whole commit into a local copy, then writes once, so readers
+    /// never see a request half-applied.
+    fn apply_commit(&self, seq: u64, commit: &Commit) {
+        let key = commit.key_id();
+        let before = match self.by_id.get(&key).map(|k| *k) {
+            None => Slot::Absent,
+            Some(Known::Removed) => Slot::Removed,
+            Some(Known::Live(hash)) => match self.by_hash.get(&hash).map(|e| *e) {
+                Some(entry) => Slot::Live(hash, entry),
+                None => Slot::Removed,
+            },
+        };
+        let mut slot = before;
+        for event in commit.events() {
+            slot = match (slot, &event.change) {
+                (Slot::Absent, Change::Created { hash, read_only, .. }) => {
+                    if self.by_hash.contains_key(hash) {
+                        return self.poison_key(seq, key, "Created with the hash of another key");
+                    }
+                    let poisoned = self.is_poisoned(&key);
+                    Slot::Live(*hash, Entry { key_id: key, read_only: *read_only, enabled: true, poisoned })
+                }
+                (Slot::Live(hash, mut entry), change) => match change {
+                    Change::ScopeChanged { read_only } => {
+                        entry.read_only = *read_only;
+                        Slot::Live(hash, entry)
+                    }
+                    Change::Disabled | Change::Enabled => {
+                        entry.enabled = matches!(change, Change::Enabled);
+                        Slot::Live(hash, entry)
+                    }
+                    Change::Renamed { .. } => Slot::Live(hash, entry),
+                    Change::Removed => Slot::Removed,
+                    Change::Created { .. } => {
+                        return self.poison_key(seq, key, "Created for a key that exists");
+                    }
+                },
+                // A removed key stays removed, whatever follows.
+                (Slot::Removed, _) => Slot::Removed,
+                (Slot::Absent, other) => {
+                    let reason = format!("{} for a key that was never created", other.type_name());
+                    return self.poison_key(seq, key, &reason);
+                }
+            };
+        }
+        match (before, slot) {
+            (_, Slot::Live(hash, entry)) => {
+                self.by_hash.insert(hash, entry);
+                self.by_id.insert(key, Known::Live(hash));
+            }
+            (Slot::Live(hash, _), Slot::Removed) => {
+                self.by_hash.remove(&hash);
+                self.by_id.insert(key, Known::Removed);
+            }
+            (_, Slot::Removed) => {
+                self.by_id.insert(key, Known::Removed);
+            }
+            (_, Slot::Absent) => {}
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Slot {
+    Absent,
+    Live(KeyHash, Entry),
+    Removed,
+}
+
+impl Projection for ValidationTable {
+    fn position(&self) -> u64 {
+        self.position.load(Ordering::Acquire)
+    }
+
+    fn apply(&self, seq: u64, commit: &Commit) -> bool {
+        if seq <= self.position() {
+            return false;
+        }
+        self.apply_commit(seq, commit);
+        self.advance(seq)
+    }
+
+    fn poison(&self, seq: u64, key: Option<KeyId>, reason: &str) -> bool {
+        if seq <= self.position() {
+            return false;
+        }
+        match key {
+            Some(key) => self.poison_key(seq, key, reason),
+            None => {
+                if let Ok(mut s) = self.seal_reason.lock() {
+                    s.get_or_insert_with(|| (seq, reason.to_owned()));
+                }
+                self.sealed.store(true, Ordering::Release);
+            }
+        }
+        self.advance(seq)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use keyledger_events::{
+        Actor, ApiKey, Change, Commit, Event, EventId, KeyId, KeyName, RequestId,
+    };
+    use time::macros::datetime;
+
+    use super::*;
+
+    pub(crate) fn commit(key: KeyId, changes: Vec<Change>) -> Commit {
+        Commit::new(
+            changes
+                .into_iter()
+                .map(|change| Event {
+                    event_id: EventId::from_parts(1, [3; 10]),
+                    key_id: key,
+                    at: datetime!(2026-12-01 10:00 UTC),
+                    actor: Actor::Bootstrap,
+                    request_id: "r".parse::<RequestId>().unwrap(),
+                    change,
+                })
+                .collect(),
+        )
+        .unwrap()
+    }
+
+    fn created(key: &ApiKey, read_only: bool) -> Change {
+        Change::Created {
+            name: KeyName::parse("n").unwrap(),
+            prefix: key.prefix(),
+            hash: key.hash(),
+            read_only,
+        }
+    }
+
+    fn id(n: u8) -> KeyId {
+        KeyId::from_parts(1, [n; 10])
+    }
+
+    #[test]
+    fn a_created_key_is_valid_and_scoped() {
+        let t = ValidationTable::new();
+        let key = ApiKey::generate().unwrap();
+        assert!(t.apply(1, &commit(id(1), vec![created(&key, true)])));
+        let raw = key.expose_secret();
+        assert_eq!(t.validate(raw, Access::Read), Ok(Grant { key_id: id(1), read_only: true }));
+        assert_eq!(t.validate(raw, Access::Write), Err(Denial::ReadOnly { key_id: id(1) }));
+        t.apply(2, &commit(id(1), vec![Change::ScopeChanged { read_only: false }]));
+        assert!(t.validate(raw, Access::Write).is_ok());
+        assert_eq!(t.status().keys, 1);
+        assert_eq!(t.status().applied_seq, 2);
+    }
+
+    #[test]
+    fn disable_enable_remove() {
+        let t = ValidationTable::new();
+        let key = ApiKey::generate().unwrap();
+        let raw = key.expose_secret();
+        t.apply(1, &commit(id(1), vec![created(&key, false)]));
+        t.apply(2, &commit(id(1), vec![Change::Disabled]));
+        assert_eq!(t.validate(raw, Access::Read), Err(Denial::Disabled));
+        t.apply(3, &commit(id(1), vec![Change::Enabled]));
+        assert!(t.validate(raw, Access::Read).is_ok());
+        t.apply(5, &commit(id(1), vec![Change::Removed]));
+        assert_eq!(t.validate(raw, Access::Read), Err(Denial::Unknown));
+        // Nothing after removal brings it back.
+        t.apply(6, &commit(id(1), vec![Change::Enabled]));
+        assert_eq!(t.validate(raw, Access::Read), Err(Denial::Unknown));
+        assert_eq!(t.status().keys, 0);
+    }
+
+    #[test]
+    fn replays_are_idempotent_by_sequence() {
+        let t = ValidationTable::new();
+        let key = ApiKey::generate().unwrap();
+        t.apply(1, &commit(id(1), vec![created(&key, false)]));
+        t.apply(2, &commit(id(1), vec![Change::Disabled]));
+        assert!(!t.apply(2, &commit(id(1), vec![Change::Enabled])));
+        assert!(!t.apply(1, &commit(id(1), vec![Change::Enabled])));
+        assert_eq!(t.validate(key.expose_secret(), Access::Read), Err(Denial::Disabled));
+    }
+
+    #[test]
+    fn malformed_keys_are_rejected_before_lookup() {
+        let t = ValidationTable::new();
+        assert!(matches!(t.validate("", Access::Read), Err(Denial::Malformed(_))));
+        assert!(matches!(t.validate("short", Access::Read), Err(Denial::Malformed(_))));
+    }
+
+    #[test]
+    fn a_poisoned_key_fails_closed_even_if_created_later() {
+        let t = ValidationTable::new();
+        let a = ApiKey::generate().unwrap();
+        let b = ApiKey::generate().unwrap();
+        t.apply(1, &commit(id(1), vec![created(&a, false)]));
+        assert!(t.poison(2, Some(id(1)), "unknown event type"));
+        assert!(t.poison(3, Some(id(2)), "unknown event type"));
+        t.apply(4, &commit(id(2), vec![created(&b, false)]));
+        assert_eq!(t.validate(a.expose_secret(), Access::Read), Err(Denial::StateUnknown));
+        assert_eq!(t.validate(b.expose_secret(), Access::Read), Err(Denial::StateUnknown));
+        assert_eq!(t.status().poisoned.len(), 2);
+        assert_eq!(t.status().applied_seq, 4);
+    }
+
+    #[test]
+    fn events_for_keys_never_created_poison_them() {
+        let t = ValidationTable::new();
+        t.apply(1, &commit(id(9), vec![Change::Enabled]));
+        assert_eq!(t.status().poisoned[0].0, id(9));
+    }
+
+    #[test]
+    fn an_untrusted_message_with_no_key_seals_everything() {
+        let t = ValidationTable::new();
+        let key = ApiKey::generate().unwrap();
+        t.apply(1, &commit(id(1), vec![created(&key, false)]));
+        t.poison(2, None, "garbage");
+        assert_eq!(t.validate(key.expose_secret(), Access::Read), Err(Denial::StateUnknown));
+        assert_eq!(t.status().sealed, Some((2, "garbage".to_owned())));
+    }
+}
