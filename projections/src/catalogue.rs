@@ -255,16 +255,16 @@ impl Projection for Catalogue {
         true
     }
 
-    fn poison(&self, seq: u64, key: Option<KeyId>, reason: &str) -> bool {
+    fn poison(&self, seq: u64, keys: &[KeyId], reason: &str) -> bool {
         let mut inner = self.write();
         if seq <= inner.position {
             return false;
         }
-        match key {
-            Some(key) => inner.poison(seq, key, reason),
-            None => {
-                inner.sealed.get_or_insert_with(|| (seq, reason.to_owned()));
-            }
+        for key in keys {
+            inner.poison(seq, *key, reason);
+        }
+        if keys.is_empty() {
+            inner.sealed.get_or_insert_with(|| (seq, reason.to_owned()));
         }
         inner.position = seq;
         true
@@ -393,10 +393,10 @@ mod tests {
         c.apply(1, &commit(id(1), vec![Change::Disabled]));
         assert!(c.state(&id(1)).is_err());
         assert_eq!(c.status().poisoned.len(), 1);
-        assert!(c.poison(2, Some(id(2)), "unknown event type"));
+        assert!(c.poison(2, &[id(2)], "unknown event type"));
         assert!(c.state(&id(2)).is_err());
         assert!(c.state(&id(3)).is_ok());
-        assert!(c.poison(3, None, "garbage"));
+        assert!(c.poison(3, &[], "garbage"));
         assert!(c.state(&id(3)).is_err());
     }
 }

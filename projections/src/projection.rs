@@ -16,7 +16,7 @@ pub trait Projection: Send + Sync {
     fn apply(&self, seq: u64, commit: &Commit) -> bool;
 
     /// Records that the message at `seq` could not be decoded or trusted.
-    /// With a key, that key fails closed from now on; without one, every key
+    /// The named keys fail closed from now on; with no key named, every key
     /// does. Returns `false` when `seq` was already passed.
-    fn poison(&self, seq: u64, key: Option<KeyId>, reason: &str) -> bool;
+    fn poison(&self, seq: u64, keys: &[KeyId], reason: &str) -> bool;
 }

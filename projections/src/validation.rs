@@ -205,18 +205,18 @@ impl Projection for ValidationTable {
         self.advance(seq)
     }
 
-    fn poison(&self, seq: u64, key: Option<KeyId>, reason: &str) -> bool {
+    fn poison(&self, seq: u64, keys: &[KeyId], reason: &str) -> bool {
         if seq <= self.position() {
             return false;
         }
-        match key {
-            Some(key) => self.poison_key(seq, key, reason),
-            None => {
-                if let Ok(mut s) = self.seal_reason.lock() {
-                    s.get_or_insert_with(|| (seq, reason.to_owned()));
-                }
-                self.sealed.store(true, Ordering::Release);
+        for key in keys {
+            self.poison_key(seq, *key, reason);
+        }
+        if keys.is_empty() {
+            if let Ok(mut s) = self.seal_reason.lock() {
+                s.get_or_insert_with(|| (seq, reason.to_owned()));
             }
+            self.sealed.store(true, Ordering::Release);
         }
         self.advance(seq)
     }
@@ -317,8 +317,8 @@ mod tests {
         let a = ApiKey::generate().unwrap();
         let b = ApiKey::generate().unwrap();
         t.apply(1, &commit(id(1), vec![created(&a, false)]));
-        assert!(t.poison(2, Some(id(1)), "unknown event type"));
-        assert!(t.poison(3, Some(id(2)), "unknown event type"));
+        assert!(t.poison(2, &[id(1)], "unknown event type"));
+        assert!(t.poison(3, &[id(2)], "unknown event type"));
         t.apply(4, &commit(id(2), vec![created(&b, false)]));
         assert_eq!(t.validate(a.expose_secret(), Access::Read), Err(Denial::StateUnknown));
         assert_eq!(t.validate(b.expose_secret(), Access::Read), Err(Denial::StateUnknown));
@@ -338,7 +338,7 @@ mod tests {
         let t = ValidationTable::new();
         let key = ApiKey::generate().unwrap();
         t.apply(1, &commit(id(1), vec![created(&key, false)]));
-        t.poison(2, None, "garbage");
+        t.poison(2, &[], "garbage");
         assert_eq!(t.validate(key.expose_secret(), Access::Read), Err(Denial::StateUnknown));
         assert_eq!(t.status().sealed, Some((2, "garbage".to_owned())));
     }

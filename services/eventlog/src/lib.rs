@@ -1,1 +1,18 @@
-//! placeholder
+//! The only crate that talks to NATS JetStream.
+//!
+//! ```text
+//!   admin ──append(expected last stream seq)──► JetStream stream KEYLEDGER
+//!                                               subjects KEYLEDGER.keys.<key id>
+//!   admin, nodes ◄──ordered push consumer── feed() ──► Projection::apply / poison
+//! ```
+//!
+//! Appends are serialised through the stream's expected last sequence, so the
+//! stream has one global order. A retried append whose first attempt was
+//! stored comes back from nats-server 2.12+ as a conflict: [`EventLog::append`]
+//! recognises its own message by `Nats-Msg-Id` and reports success.
+
+mod feed;
+mod log;
+
+pub use feed::{FeedState, feed};
+pub use log::{AppendError, EventLog, EventLogError, StoredMessage, StreamOptions};
