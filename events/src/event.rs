@@ -14,6 +14,11 @@ use crate::{Actor, KeyHash, KeyId, KeyName, Prefix, RequestId};
 pub struct EventId(Uuid);
 
 impl EventId {
+    /// Wraps a UUID (services make them with `Uuid::now_v7`).
+    pub fn from_uuid(id: Uuid) -> Self {
+        Self(id)
+    }
+
     /// A new id from a time and random bits supplied by the caller.
     pub fn from_parts(unix_millis: u64, random: [u8; 10]) -> Self {
         Self(uuid::Builder::from_unix_timestamp_millis(unix_millis, &random).into_uuid())

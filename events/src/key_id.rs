@@ -16,6 +16,11 @@ pub struct KeyId(Uuid);
 pub struct KeyIdError;
 
 impl KeyId {
+    /// Wraps a UUID (services make them with `Uuid::now_v7`).
+    pub fn from_uuid(id: Uuid) -> Self {
+        Self(id)
+    }
+
     /// A new id for a key created at `unix_millis` with the given random bits.
     ///
     /// Pure: the caller supplies time and randomness.

@@ -1,1 +1,22 @@
-//! placeholder
+//! keyledger API node: validates API keys in process.
+//!
+//! ```text
+//!   JetStream ──feed()──► ValidationTable (DashMap: SHA3-256 -> grant)
+//!                                ▲
+//!   request ─► presented key ─► format check ─► SHA3-256 ─► one lookup ─► 200 / 401 / 403
+//!              (Authorization: Bearer, X-API-Key)
+//! ```
+//!
+//! Two ways in: the forward-auth endpoint `GET /v1/verify` (nginx
+//! `auth_request`, Traefik ForwardAuth, Envoy ext_authz) and [`KeyAuthLayer`],
+//! a tower Layer any axum or tower service can embed.
+
+mod credentials;
+mod layer;
+mod service;
+mod verify;
+
+pub use credentials::{access_for, presented_key};
+pub use layer::{KeyAuth, KeyAuthLayer};
+pub use service::Node;
+pub use verify::denial_response;

@@ -1,0 +1,179 @@
+//! The `/v1/keys` handlers.
+
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json;
+use keyledger_events::{ApiKey, Command, KeyId, KeyName};
+use keyledger_projections::KeyView;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::ApiError;
+use crate::execute::execute;
+use crate::json::{JsonBody, QueryParams};
+use crate::request::RequestContext;
+use crate::service::AppState;
+
+const DEFAULT_LIMIT: usize = 50;
+const MAX_LIMIT: usize = 500;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateKey {
+    name: String,
+    read_only: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UpdateKey {
+    name: Option<String>,
+    read_only: Option<bool>,
+    enabled: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListParams {
+    q: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Created {
+    #[serde(flatten)]
+    view: KeyView,
+    /// Shown this once.
+    key: String,
+    seq: u64,
+}
+
+#[derive(Serialize)]
+struct Changed {
+    #[serde(flatten)]
+    view: KeyView,
+    seq: u64,
+}
+
+#[derive(Serialize)]
+struct Removed {
+    id: KeyId,
+    removed: bool,
+    seq: u64,
+}
+
+#[derive(Serialize)]
+struct Listing {
+    keys: Vec<KeyView>,
+    next_cursor: Option<String>,
+}
+
+fn name(raw: &str) -> Result<KeyName, ApiError> {
+    KeyName::parse(raw).map_err(|e| ApiError::unprocessable("invalid_name", e.to_string()))
+}
+
+fn key_id(raw: &str) -> Result<KeyId, ApiError> {
+    raw.parse().map_err(|_| ApiError::KeyNotFound(raw.chars().take(64).collect()))
+}
+
+pub(crate) async fn create(
+    State(state): State<Arc<AppState>>,
+    Extension(ctx): Extension<RequestContext>,
+    JsonBody(body): JsonBody<CreateKey>,
+) -> Result<impl IntoResponse, ApiError> {
+    let name = name(&body.name)?;
+    let read_only = body.read_only.unwrap_or(true);
+    let id = KeyId::from_uuid(Uuid::now_v7());
+    let mut secret = None;
+    let appended = execute(&state, id, &ctx, |state| {
+        // Regenerate until the prefix is free among keys that exist.
+        let key = loop {
+            let key = ApiKey::generate().map_err(|e| {
+                tracing::error!(error = %e, "the OS has no randomness to give");
+                ApiError::Internal
+            })?;
+            if !state.catalogue.prefix_taken(&key.prefix()) {
+                break key;
+            }
+            tracing::info!("prefix collision; generating another key");
+        };
+        let command = Command::Create {
+            name: name.clone(),
+            prefix: key.prefix(),
+            hash: key.hash(),
+            read_only,
+        };
+        secret = Some(key);
+        Ok(command)
+    })
+    .await?;
+    let view = state.catalogue.get(&id).ok_or(ApiError::Internal)?;
+    let key = secret.ok_or(ApiError::Internal)?;
+    tracing::info!(key_id = %id, prefix = %view.prefix, "key created");
+    let body = Created { view, key: key.expose_secret().to_owned(), seq: appended.seq };
+    Ok((StatusCode::CREATED, Json(body)))
+}
+
+pub(crate) async fn list(
+    State(state): State<Arc<AppState>>,
+    QueryParams(params): QueryParams<ListParams>,
+) -> Result<Json<impl Serialize>, ApiError> {
+    let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::bad_request("invalid_limit", format!("limit must be 1 to {MAX_LIMIT}")));
+    }
+    let after = match params.cursor.as_deref() {
+        None | Some("") => None,
+        Some(c) => Some(c.parse::<KeyId>().map_err(|_| {
+            ApiError::bad_request("invalid_cursor", "cursor is not one this API handed out")
+        })?),
+    };
+    if params.q.as_ref().is_some_and(|q| q.chars().count() > 200) {
+        return Err(ApiError::bad_request("invalid_query", "q must be at most 200 characters"));
+    }
+    let page = state.catalogue.search(params.q.as_deref(), after, limit);
+    Ok(Json(Listing { keys: page.keys, next_cursor: page.next.map(|id| id.to_string()) }))
+}
+
+pub(crate) async fn get(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<KeyView>, ApiError> {
+    let id = key_id(&id)?;
+    state.catalogue.get(&id).map(Json).ok_or_else(|| ApiError::KeyNotFound(id.to_string()))
+}
+
+pub(crate) async fn update(
+    State(state): State<Arc<AppState>>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<UpdateKey>,
+) -> Result<Json<impl Serialize>, ApiError> {
+    let id = key_id(&id)?;
+    if body.name.is_none() && body.read_only.is_none() && body.enabled.is_none() {
+        return Err(ApiError::unprocessable(
+            "empty_update",
+            "give at least one of name, read_only, enabled",
+        ));
+    }
+    let new_name = body.name.as_deref().map(name).transpose()?;
+    let command = Command::Update { name: new_name, read_only: body.read_only, enabled: body.enabled };
+    let appended = execute(&state, id, &ctx, |_| Ok(command.clone())).await?;
+    let view = state.catalogue.get(&id).ok_or_else(|| ApiError::KeyNotFound(id.to_string()))?;
+    Ok(Json(Changed { view, seq: appended.seq }))
+}
+
+pub(crate) async fn remove(
+    State(state): State<Arc<AppState>>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(id): Path<String>,
+) -> Result<Json<impl Serialize>, ApiError> {
+    let id = key_id(&id)?;
+    let appended = execute(&state, id, &ctx, |_| Ok(Command::Remove)).await?;
+    Ok(Json(Removed { id, removed: true, seq: appended.seq }))
+}

@@ -1,0 +1,114 @@
+//! Wiring: state, routes, start-up.
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router, middleware};
+use keyledger_eventlog::{EventLog, EventLogError, FeedState, StreamOptions, feed};
+use keyledger_projections::Catalogue;
+use serde_json::json;
+use tokio::sync::{Mutex, watch};
+
+use crate::json::BODY_LIMIT;
+use crate::{AdminToken, ApiError, keys, request};
+
+/// How to run the admin service.
+#[derive(Clone, Debug)]
+pub struct AdminConfig {
+    /// The bootstrap admin token.
+    pub token: AdminToken,
+    /// Settings for the stream, used when admin creates it.
+    pub stream: StreamOptions,
+}
+
+pub(crate) struct AppState {
+    pub(crate) log: EventLog,
+    pub(crate) catalogue: Arc<Catalogue>,
+    pub(crate) feed: watch::Receiver<FeedState>,
+    pub(crate) token: AdminToken,
+    pub(crate) append_turn: Mutex<()>,
+}
+
+/// A running admin service: its feed task and its router.
+pub struct Admin {
+    state: Arc<AppState>,
+    feed_task: tokio::task::JoinHandle<()>,
+}
+
+impl Admin {
+    /// Ensures the stream exists and starts replaying it into the catalogue.
+    /// Serve [`Admin::router`] to answer requests; until the replay is done,
+    /// commands get 503 and `/readyz` says not ready.
+    pub async fn start(log: EventLog, config: AdminConfig) -> Result<Self, EventLogError> {
+        log.ensure_stream(&config.stream).await?;
+        let catalogue = Arc::new(Catalogue::new());
+        let (progress, feed_rx) = watch::channel(FeedState::default());
+        let feed_task = tokio::spawn(feed(log.clone(), catalogue.clone(), progress));
+        let state = Arc::new(AppState {
+            log,
+            catalogue,
+            feed: feed_rx,
+            token: config.token,
+            append_turn: Mutex::new(()),
+        });
+        Ok(Self { state, feed_task })
+    }
+
+    /// Progress of the replay.
+    pub fn feed(&self) -> watch::Receiver<FeedState> {
+        self.state.feed.clone()
+    }
+
+    /// The HTTP routes.
+    pub fn router(&self) -> Router {
+        let v1 = Router::new()
+            .route("/keys", get(keys::list).post(keys::create))
+            .route("/keys/{id}", get(keys::get).patch(keys::update).delete(keys::remove))
+            .route("/status", get(status))
+            .layer(middleware::from_fn_with_state(self.state.clone(), request::authenticate));
+        Router::new()
+            .nest("/v1", v1)
+            .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
+            .route("/readyz", get(readyz))
+            .fallback(|| async { ApiError::RouteNotFound })
+            .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+            .layer(DefaultBodyLimit::max(BODY_LIMIT))
+            .layer(middleware::from_fn(request::request_id))
+            .with_state(self.state.clone())
+    }
+}
+
+impl Drop for Admin {
+    fn drop(&mut self) {
+        self.feed_task.abort();
+    }
+}
+
+fn status_body(state: &AppState) -> serde_json::Value {
+    let feed = *state.feed.borrow();
+    let catalogue = state.catalogue.status();
+    json!({
+        "service": "admin",
+        "stream": state.log.stream_name(),
+        "applied_seq": catalogue.applied_seq,
+        "stream_head_at_start": feed.head_at_start,
+        "keys": catalogue.keys,
+        "ready": feed.caught_up,
+        "nats_connected": state.log.is_connected(),
+        "poisoned_keys": catalogue.poisoned,
+        "sealed": catalogue.sealed.map(|(seq, reason)| json!({ "seq": seq, "reason": reason })),
+    })
+}
+
+async fn status(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    Json(status_body(&state))
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    let ready = state.feed.borrow().caught_up;
+    let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (code, Json(json!({ "ready": ready, "applied_seq": state.catalogue.status().applied_seq })))
+}

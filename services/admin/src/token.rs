@@ -1,0 +1,73 @@
+//! The bootstrap admin token, compared in constant time.
+
+use sha3::{Digest, Sha3_256};
+use subtle::ConstantTimeEq;
+
+/// The shortest admin token accepted.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// The operator's admin token. Only its SHA3-256 digest is kept in memory
+/// after start-up; presented tokens are hashed and compared in constant time,
+/// so neither content nor length leaks through timing.
+#[derive(Clone)]
+pub struct AdminToken {
+    digest: [u8; 32],
+}
+
+/// Why a configured admin token is unusable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdminTokenError {
+    /// Too short to resist guessing.
+    #[error("the admin token must be at least {MIN_TOKEN_LEN} characters")]
+    TooShort,
+    /// Characters that do not survive an HTTP header.
+    #[error("the admin token must be printable ASCII without spaces")]
+    BadCharacters,
+}
+
+impl AdminToken {
+    /// Accepts a configured token (surrounding white space, such as a file's
+    /// trailing newline, is trimmed).
+    pub fn new(raw: &str) -> Result<Self, AdminTokenError> {
+        let raw = raw.trim();
+        if raw.len() < MIN_TOKEN_LEN {
+            return Err(AdminTokenError::TooShort);
+        }
+        if !raw.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(AdminTokenError::BadCharacters);
+        }
+        Ok(Self { digest: Sha3_256::digest(raw.as_bytes()).into() })
+    }
+
+    /// Whether a presented token is this one.
+    pub fn matches(&self, presented: &str) -> bool {
+        let digest: [u8; 32] = Sha3_256::digest(presented.as_bytes()).into();
+        digest.ct_eq(&self.digest).into()
+    }
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(<redacted>)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_only_the_same_token() {
+        let t = AdminToken::new("correct-horse-battery-staple\n").unwrap();
+        assert!(t.matches("correct-horse-battery-staple"));
+        assert!(!t.matches("correct-horse-battery-stapl"));
+        assert!(!t.matches(""));
+        assert!(!format!("{t:?}").contains("horse"));
+    }
+
+    #[test]
+    fn rejects_weak_tokens() {
+        assert_eq!(AdminToken::new("short").unwrap_err(), AdminTokenError::TooShort);
+        assert_eq!(AdminToken::new("has space in the token").unwrap_err(), AdminTokenError::BadCharacters);
+    }
+}

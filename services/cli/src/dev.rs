@@ -1,0 +1,186 @@
+//! `keyledger dev`: a whole local system in one process.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use keyledger_admin::{AdminConfig, AdminToken};
+use keyledger_eventlog::{EventLog, StreamOptions};
+use tokio::process::{Child, Command};
+use tokio::sync::watch;
+
+use crate::serve;
+
+#[derive(Args)]
+pub(crate) struct DevArgs {
+    /// Where nats-server keeps its data and where the dev admin token lives.
+    /// Kept across restarts.
+    #[arg(long, env = "KEYLEDGER_DATA_DIR", default_value = ".keyledger-dev")]
+    data_dir: PathBuf,
+    /// Port for the dev nats-server (loopback only).
+    #[arg(long, env = "KEYLEDGER_DEV_NATS_PORT", default_value_t = 14222)]
+    nats_port: u16,
+    /// Admin API address.
+    #[arg(long, env = "KEYLEDGER_ADMIN_LISTEN", default_value = "127.0.0.1:8080")]
+    admin_listen: SocketAddr,
+    /// Addresses of the two API nodes.
+    #[arg(long, env = "KEYLEDGER_NODE_LISTEN", value_delimiter = ',', num_args = 1.., default_value = "127.0.0.1:8081,127.0.0.1:8082")]
+    node_listen: Vec<SocketAddr>,
+    /// JetStream stream name.
+    #[arg(long, env = "KEYLEDGER_STREAM", default_value = "KEYLEDGER")]
+    stream: String,
+}
+
+/// Finds nats-server: `NATS_SERVER_BIN`, then `PATH`, then the project-local install.
+fn find_nats_server() -> anyhow::Result<PathBuf> {
+    if let Ok(bin) = std::env::var("NATS_SERVER_BIN") {
+        let path = PathBuf::from(bin);
+        if path.is_file() {
+            return Ok(path);
+        }
+        bail!("NATS_SERVER_BIN is {} but there is no file there", path.display());
+    }
+    let on_path = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).map(|d| d.join("nats-server")).find(|p| p.is_file()));
+    if let Some(Some(path)) = on_path {
+        return Ok(path);
+    }
+    let local = PathBuf::from(".tools/nats-server/bin/nats-server");
+    if local.is_file() {
+        return Ok(local);
+    }
+    bail!(
+        "nats-server not found. Install it with scripts/install-nats-server (it puts a pinned \
+         nats-server in .tools/nats-server/bin), or set NATS_SERVER_BIN to its path"
+    )
+}
+
+fn dev_token(data_dir: &Path) -> anyhow::Result<String> {
+    if let Ok(token) = std::env::var("KEYLEDGER_ADMIN_TOKEN") {
+        return Ok(token);
+    }
+    let path = data_dir.join("admin-token");
+    if let Ok(token) = std::fs::read_to_string(&path) {
+        return Ok(token.trim().to_owned());
+    }
+    let mut bytes = [0u8; 24];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::write(&path, format!("{token}\n"))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(token)
+}
+
+async fn start_nats(bin: &Path, data_dir: &Path, port: u16) -> anyhow::Result<Child> {
+    let log_path = data_dir.join("nats-server.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("cannot open {}", log_path.display()))?;
+    let child = Command::new(bin)
+        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "--server_name", "keyledger-dev"])
+        .arg("-sd")
+        .arg(data_dir.join("nats"))
+        .stdout(Stdio::from(log.try_clone()?))
+        .stderr(Stdio::from(log))
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("cannot start {}", bin.display()))?;
+    Ok(child)
+}
+
+async fn connect_when_up(url: &str, stream: &str, child: &mut Child, log: &Path) -> anyhow::Result<EventLog> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            bail!("nats-server exited ({status}); see {}", log.display());
+        }
+        match EventLog::connect(url, stream).await {
+            Ok(log) => return Ok(log),
+            Err(e) if tokio::time::Instant::now() > deadline => return Err(e.into()),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
+    let bin = find_nats_server()?;
+    let token_text = dev_token(&args.data_dir)?;
+    let token = AdminToken::new(&token_text).context("the admin token is not usable")?;
+    let mut nats = start_nats(&bin, &args.data_dir, args.nats_port).await?;
+    let nats_url = format!("nats://127.0.0.1:{}", args.nats_port);
+    let nats_log = args.data_dir.join("nats-server.log");
+    let log = connect_when_up(&nats_url, &args.stream, &mut nats, &nats_log).await?;
+
+    let admin = keyledger_admin::Admin::start(log.clone(), AdminConfig { token, stream: StreamOptions::default() })
+        .await
+        .context("cannot set up the stream")?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let mut servers = tokio::task::JoinSet::new();
+    let admin_listener = serve::bind(args.admin_listen).await?;
+    let admin_addr = admin_listener.local_addr()?;
+    servers.spawn(serve::serve(admin_listener, admin.router(), stopped(stop_rx.clone())));
+    let mut node_addrs = Vec::new();
+    let mut nodes = Vec::new();
+    for addr in &args.node_listen {
+        let node = keyledger_node::Node::start(log.clone());
+        let listener = serve::bind(*addr).await?;
+        node_addrs.push(listener.local_addr()?);
+        servers.spawn(serve::serve(listener, node.router(), stopped(stop_rx.clone())));
+        nodes.push(node);
+    }
+
+    println!("keyledger dev is running (data in {}, kept across restarts)", args.data_dir.display());
+    println!("  NATS:        {nats_url}  (log: {})", nats_log.display());
+    println!("  admin API:   http://{admin_addr}");
+    for (i, addr) in node_addrs.iter().enumerate() {
+        println!("  node {}:      http://{addr}", i + 1);
+    }
+    println!("  admin token: {token_text}");
+    println!();
+    println!("Try:");
+    println!("  export KEYLEDGER_ADMIN_TOKEN={token_text}");
+    println!(
+        "  curl -s -X POST http://{admin_addr}/v1/keys -H \"Authorization: Bearer $KEYLEDGER_ADMIN_TOKEN\" \
+         -H 'Content-Type: application/json' -d '{{\"name\":\"my first key\"}}'"
+    );
+    println!("Press Ctrl-C to stop.");
+
+    tokio::select! {
+        () = serve::shutdown_signal() => {},
+        Some(done) = servers.join_next() => {
+            if let Ok(Err(e)) = done {
+                tracing::error!("{e:#}");
+            }
+        },
+        status = nats.wait() => {
+            tracing::error!(?status, "nats-server exited; see {}", nats_log.display());
+        }
+    }
+    let _ = stop_tx.send(true);
+    while servers.join_next().await.is_some() {}
+    drop(nodes);
+    drop(admin);
+    stop_nats(&mut nats).await;
+    println!("keyledger dev stopped");
+    Ok(())
+}
+
+async fn stop_nats(nats: &mut Child) {
+    if let Some(pid) = nats.id().and_then(|p| i32::try_from(p).ok()) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+        if tokio::time::timeout(Duration::from_secs(5), nats.wait()).await.is_ok() {
+            return;
+        }
+    }
+    let _ = nats.kill().await;
+}

@@ -1,0 +1,120 @@
+//! Wiring: the node's state, routes and start-up.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{any, get};
+use axum::{Extension, Json, Router};
+use keyledger_eventlog::{EventLog, FeedState, feed};
+use keyledger_projections::{Grant, ValidationTable};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use crate::KeyAuthLayer;
+use crate::verify::verify;
+
+/// A running API node: the validation table and the task that feeds it.
+pub struct Node {
+    log: EventLog,
+    table: Arc<ValidationTable>,
+    feed: watch::Receiver<FeedState>,
+    feed_task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Clone)]
+struct NodeState {
+    log: EventLog,
+    table: Arc<ValidationTable>,
+    feed: watch::Receiver<FeedState>,
+}
+
+impl Node {
+    /// Starts replaying the stream into a fresh table, then follows it. If the
+    /// stream does not exist yet, waits for admin to create it.
+    pub fn start(log: EventLog) -> Self {
+        let table = Arc::new(ValidationTable::new());
+        let (progress, feed) = watch::channel(FeedState::default());
+        let feed_task = tokio::spawn(feed_into(log.clone(), table.clone(), progress));
+        Self { log, table, feed, feed_task }
+    }
+
+    /// The table, for embedding [`KeyAuthLayer`] or validating in process.
+    pub fn table(&self) -> Arc<ValidationTable> {
+        self.table.clone()
+    }
+
+    /// Progress of the replay and the live follow.
+    pub fn feed(&self) -> watch::Receiver<FeedState> {
+        self.feed.clone()
+    }
+
+    /// The node's routes: health, status, forward-auth, and a small example API
+    /// protected by [`KeyAuthLayer`].
+    pub fn router(&self) -> Router {
+        let state = NodeState { log: self.log.clone(), table: self.table.clone(), feed: self.feed.clone() };
+        let example = Router::new()
+            .route("/example/items", get(list_items).post(create_item))
+            .layer(KeyAuthLayer::new(self.table.clone()));
+        Router::new()
+            .route("/v1/verify", any(verify).with_state(self.table.clone()))
+            .route("/v1/status", get(status).with_state(state.clone()))
+            .route("/readyz", get(readyz).with_state(state))
+            .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
+            .merge(example)
+            .fallback(|| async {
+                (StatusCode::NOT_FOUND, Json(json!({ "error": { "code": "route_not_found", "message": "no such route" } })))
+            })
+    }
+}
+
+async fn feed_into(log: EventLog, table: Arc<ValidationTable>, progress: watch::Sender<FeedState>) {
+    feed(log, table, progress).await;
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.feed_task.abort();
+    }
+}
+
+fn status_body(state: &NodeState) -> Value {
+    let feed = *state.feed.borrow();
+    let table = state.table.status();
+    let poisoned: Vec<Value> = table
+        .poisoned
+        .iter()
+        .map(|(key, seq, reason)| json!({ "key_id": key, "seq": seq, "reason": reason }))
+        .collect();
+    json!({
+        "service": "node",
+        "stream": state.log.stream_name(),
+        "applied_seq": table.applied_seq,
+        "stream_head_at_start": feed.head_at_start,
+        "keys": table.keys,
+        "ready": feed.caught_up && table.sealed.is_none(),
+        "nats_connected": state.log.is_connected(),
+        "poisoned_keys": poisoned,
+        "sealed": table.sealed.map(|(seq, reason)| json!({ "seq": seq, "reason": reason })),
+    })
+}
+
+async fn status(State(state): State<NodeState>) -> impl IntoResponse {
+    Json(status_body(&state))
+}
+
+async fn readyz(State(state): State<NodeState>) -> impl IntoResponse {
+    let body = status_body(&state);
+    let ready = body["ready"].as_bool().unwrap_or(false);
+    let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (code, Json(body))
+}
+
+async fn list_items(Extension(grant): Extension<Grant>) -> Json<Value> {
+    Json(json!({ "items": ["apple", "pear"], "key_id": grant.key_id }))
+}
+
+async fn create_item(Extension(grant): Extension<Grant>) -> (StatusCode, Json<Value>) {
+    (StatusCode::CREATED, Json(json!({ "created": true, "key_id": grant.key_id })))
+}

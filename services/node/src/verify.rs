@@ -1,0 +1,64 @@
+//! The forward-auth endpoint and the denial responses shared with the Layer.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use keyledger_projections::{Denial, Grant, ValidationTable};
+use serde_json::json;
+
+use crate::{access_for, presented_key};
+
+/// The header that names the key on an allowed request.
+pub(crate) const KEY_ID: &str = "x-key-id";
+
+/// Checks a request's key against the table.
+pub(crate) fn check(table: &ValidationTable, headers: &HeaderMap, method: &Method) -> Result<Grant, Denial> {
+    let key = presented_key(headers)?;
+    table.validate(key, access_for(headers, method))
+}
+
+/// The answer to a denied request: 401 (or 403 for a read-only key asked to
+/// write) with a JSON error body. It never echoes the key.
+pub fn denial_response(denial: &Denial) -> Response<Body> {
+    let status = if denial.is_forbidden() { StatusCode::FORBIDDEN } else { StatusCode::UNAUTHORIZED };
+    let body = json!({ "error": { "code": denial.code(), "message": denial.to_string() } });
+    let mut response = (status, Json(body)).into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"keyledger\""));
+    }
+    if let Denial::ReadOnly { key_id } = denial
+        && let Ok(v) = HeaderValue::from_str(&key_id.to_string())
+    {
+        response.headers_mut().insert(KEY_ID, v);
+    }
+    response
+}
+
+/// `/v1/verify`: 200 with `X-Key-Id` when allowed, else 401/403.
+pub(crate) async fn verify(
+    State(table): State<Arc<ValidationTable>>,
+    method: Method,
+    headers: HeaderMap,
+) -> Response<Body> {
+    match check(&table, &headers, &method) {
+        Ok(grant) => {
+            let id = grant.key_id.to_string();
+            let mut response =
+                (StatusCode::OK, Json(json!({ "key_id": id, "read_only": grant.read_only }))).into_response();
+            if let Ok(v) = HeaderValue::from_str(&id) {
+                response.headers_mut().insert(KEY_ID, v);
+            }
+            response
+        }
+        Err(denial) => {
+            tracing::debug!(code = denial.code(), "key denied");
+            denial_response(&denial)
+        }
+    }
+}
