@@ -1,1 +1,18 @@
-//! placeholder
+//! keyledger's integration harness: a real nats-server per test (free port,
+//! temp store dir, removed on drop), the real admin service and API nodes on
+//! port 0, and an HTTP client to drive them.
+//!
+//! ```text
+//!   System::start()
+//!     ├─ NatsServer   nats-server -p -1 -js -sd <tmp>   (port read from its ports file)
+//!     ├─ admin        keyledger_admin::Admin on 127.0.0.1:0
+//!     └─ nodes[0..n]  keyledger_node::Node   on 127.0.0.1:0
+//! ```
+
+mod nats;
+mod process;
+mod system;
+
+pub use nats::{NatsServer, nats_server_bin};
+pub use process::{Process, free_port};
+pub use system::{CreatedKey, RunningAdmin, RunningNode, System, applied_seq, eventually, keyledger_bin, verify_at};

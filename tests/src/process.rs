@@ -1,0 +1,87 @@
+//! Running the real `keyledger` binary as a child process.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::keyledger_bin;
+
+/// A free loopback port (bound, read and released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+/// A `keyledger` child process whose stdout and stderr go to files.
+pub struct Process {
+    child: Option<Child>,
+    /// Its stdout.
+    pub stdout: PathBuf,
+    /// Its stderr.
+    pub stderr: PathBuf,
+}
+
+impl Process {
+    /// Starts `keyledger <args>` with `envs`, writing output under `dir` as `<name>.out` / `<name>.err`.
+    pub fn spawn(name: &str, dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let stdout = dir.join(format!("{name}.out"));
+        let stderr = dir.join(format!("{name}.err"));
+        let mut command = Command::new(keyledger_bin()?);
+        // Hermetic: nothing from the developer's shell configures the child.
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("KEYLEDGER_") {
+                command.env_remove(name);
+            }
+        }
+        let child = command
+            .args(args)
+            .envs(envs.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&stdout)?)
+            .stderr(std::fs::File::create(&stderr)?)
+            .spawn()
+            .context("cannot start keyledger")?;
+        Ok(Self { child: Some(child), stdout, stderr })
+    }
+
+    /// Sends SIGTERM and waits (at most 15 s) for the exit.
+    pub fn terminate(&mut self) -> anyhow::Result<ExitStatus> {
+        let child = self.child.as_mut().context("already stopped")?;
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id())?);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)?;
+        self.wait(Duration::from_secs(15))
+    }
+
+    /// Waits for the process to exit by itself, at most `limit`.
+    pub fn wait(&mut self, limit: Duration) -> anyhow::Result<ExitStatus> {
+        let child = self.child.as_mut().context("already stopped")?;
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                self.child = None;
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                bail!("process did not exit within {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Everything it wrote so far, stdout then stderr.
+    pub fn output(&self) -> String {
+        let out = std::fs::read_to_string(&self.stdout).unwrap_or_default();
+        let err = std::fs::read_to_string(&self.stderr).unwrap_or_default();
+        format!("{out}{err}")
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -1,0 +1,280 @@
+//! Admin and nodes on port 0 against a test's own nats-server, and the HTTP
+//! helpers the scenarios use.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use keyledger_admin::{Admin, AdminConfig, AdminToken};
+use keyledger_eventlog::{EventLog, StreamOptions};
+use keyledger_node::Node;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::NatsServer;
+
+/// Polls `check` every 5 ms until it returns true, for at most `limit`.
+pub async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// The `keyledger` binary built next to this test binary.
+pub fn keyledger_bin() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let dir = exe.parent().and_then(|d| d.parent()).context("test binary location")?;
+    let bin = dir.join("keyledger");
+    if !bin.is_file() {
+        bail!("{} not found: run `cargo build -p keyledger-cli` first (scripts/test does)", bin.display());
+    }
+    Ok(bin)
+}
+
+async fn serve(router: axum::Router) -> anyhow::Result<(SocketAddr, oneshot::Sender<()>, JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, router)
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .await;
+    });
+    Ok((addr, tx, task))
+}
+
+/// An admin service serving on a loopback port.
+pub struct RunningAdmin {
+    /// Base URL, e.g. `http://127.0.0.1:40123`.
+    pub url: String,
+    /// The service.
+    pub admin: Admin,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+/// An API node serving on a loopback port.
+pub struct RunningNode {
+    /// Base URL.
+    pub url: String,
+    /// The node.
+    pub node: Node,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl RunningAdmin {
+    /// Starts an admin service on `stream` at `nats_url`.
+    pub async fn start(nats_url: &str, stream: &str, token: &str) -> anyhow::Result<Self> {
+        let log = EventLog::connect(nats_url, stream).await?;
+        let config = AdminConfig { token: AdminToken::new(token)?, stream: StreamOptions::default() };
+        let admin = Admin::start(log, config).await?;
+        let (addr, stop, task) = serve(admin.router()).await?;
+        Ok(Self { url: format!("http://{addr}"), admin, stop: Some(stop), task })
+    }
+
+    /// Stops serving and stops the feed.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl RunningNode {
+    /// Starts a node on `stream` at `nats_url`.
+    pub async fn start(nats_url: &str, stream: &str) -> anyhow::Result<Self> {
+        let log = EventLog::connect(nats_url, stream).await?;
+        let node = Node::start(log);
+        let (addr, stop, task) = serve(node.router()).await?;
+        Ok(Self { url: format!("http://{addr}"), node, stop: Some(stop), task })
+    }
+
+    /// Stops serving and stops the feed.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+/// A key as the create call returned it.
+#[derive(Clone, Debug)]
+pub struct CreatedKey {
+    /// Key id.
+    pub id: String,
+    /// The raw key (shown once).
+    pub key: String,
+    /// Public prefix.
+    pub prefix: String,
+    /// Stream sequence of the `Created` event.
+    pub seq: u64,
+}
+
+/// A whole keyledger: nats-server, one admin, `n` nodes.
+pub struct System {
+    /// The test's own nats-server.
+    pub nats: NatsServer,
+    /// The admin service.
+    pub admin: RunningAdmin,
+    /// The nodes.
+    pub nodes: Vec<RunningNode>,
+    /// The admin token.
+    pub token: String,
+    /// Stream name.
+    pub stream: String,
+    /// HTTP client.
+    pub http: reqwest::Client,
+}
+
+impl System {
+    /// nats-server, admin and two nodes.
+    pub async fn start() -> anyhow::Result<Self> {
+        Self::with_nodes(2).await
+    }
+
+    /// nats-server, admin and `n` nodes, all ready.
+    pub async fn with_nodes(n: usize) -> anyhow::Result<Self> {
+        let nats = NatsServer::start()?;
+        let token = "test-admin-token-0123456789".to_owned();
+        let stream = "KEYLEDGER".to_owned();
+        let admin = RunningAdmin::start(&nats.url(), &stream, &token).await?;
+        let mut nodes = Vec::new();
+        for _ in 0..n {
+            nodes.push(RunningNode::start(&nats.url(), &stream).await?);
+        }
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
+        let system = Self { nats, admin, nodes, token, stream, http };
+        system.wait_ready().await?;
+        Ok(system)
+    }
+
+    /// Waits until admin and every node answer `/readyz` with 200.
+    pub async fn wait_ready(&self) -> anyhow::Result<()> {
+        let mut urls = vec![self.admin.url.clone()];
+        urls.extend(self.nodes.iter().map(|n| n.url.clone()));
+        for url in urls {
+            let ok = eventually(Duration::from_secs(10), || async {
+                let r = self.http.get(format!("{url}/readyz")).send().await;
+                r.is_ok_and(|r| r.status() == StatusCode::OK)
+            })
+            .await;
+            if !ok {
+                bail!("{url} did not become ready");
+            }
+        }
+        Ok(())
+    }
+
+    /// Calls the admin API with the admin token. Returns status and JSON body.
+    pub async fn admin_call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.admin.url))
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let response = req.send().await.expect("admin answers");
+        let status = response.status();
+        let text = response.text().await.expect("admin body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// Creates a key and checks the answer's shape.
+    pub async fn create_key(&self, name: &str, read_only: bool) -> CreatedKey {
+        let (status, body) =
+            self.admin_call(Method::POST, "/v1/keys", Some(json!({ "name": name, "read_only": read_only }))).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        CreatedKey {
+            id: body["id"].as_str().expect("id").to_owned(),
+            key: body["key"].as_str().expect("key").to_owned(),
+            prefix: body["prefix"].as_str().expect("prefix").to_owned(),
+            seq: body["seq"].as_u64().expect("seq"),
+        }
+    }
+
+    /// PATCHes a key; returns status and body.
+    pub async fn update_key(&self, id: &str, body: Value) -> (StatusCode, Value) {
+        self.admin_call(Method::PATCH, &format!("/v1/keys/{id}"), Some(body)).await
+    }
+
+    /// DELETEs a key; returns status and body.
+    pub async fn remove_key(&self, id: &str) -> (StatusCode, Value) {
+        self.admin_call(Method::DELETE, &format!("/v1/keys/{id}"), None).await
+    }
+
+    /// Asks node `i` to verify `key` for `method` (sent as X-Forwarded-Method).
+    pub async fn verify(&self, i: usize, key: &str, method: &str) -> StatusCode {
+        verify_at(&self.http, &self.nodes[i].url, key, method).await
+    }
+
+    /// The statuses every node gives.
+    pub async fn verify_all(&self, key: &str, method: &str) -> Vec<StatusCode> {
+        let mut out = Vec::new();
+        for node in &self.nodes {
+            out.push(verify_at(&self.http, &node.url, key, method).await);
+        }
+        out
+    }
+
+    /// Waits (bounded) until every node has applied `seq`.
+    pub async fn wait_applied(&self, seq: u64) {
+        for node in &self.nodes {
+            let ok = eventually(Duration::from_secs(5), || async {
+                applied_seq(&self.http, &node.url).await >= seq
+            })
+            .await;
+            assert!(ok, "{} did not apply seq {seq}", node.url);
+        }
+    }
+
+    /// Every message in the stream, in order: (seq, subject, payload).
+    pub async fn stream_messages(&self) -> Vec<(u64, String, Vec<u8>)> {
+        let log = EventLog::connect(&self.nats.url(), &self.stream).await.expect("connect");
+        let head = log.head().await.expect("head");
+        let mut out = Vec::new();
+        for seq in 1..=head {
+            if let Some(m) = log.read(seq).await.expect("read") {
+                out.push((m.seq, m.subject, m.payload.to_vec()));
+            }
+        }
+        out
+    }
+}
+
+/// Verifies `key` at a node, with `method` as `X-Forwarded-Method`.
+pub async fn verify_at(http: &reqwest::Client, node_url: &str, key: &str, method: &str) -> StatusCode {
+    http.get(format!("{node_url}/v1/verify"))
+        .header("authorization", format!("Bearer {key}"))
+        .header("x-forwarded-method", method)
+        .send()
+        .await
+        .expect("node answers")
+        .status()
+}
+
+/// A node's (or admin's) applied sequence, from `/v1/status`.
+pub async fn applied_seq(http: &reqwest::Client, node_url: &str) -> u64 {
+    let Ok(r) = http.get(format!("{node_url}/v1/status")).send().await else { return 0 };
+    r.json::<Value>().await.ok().and_then(|v| v["applied_seq"].as_u64()).unwrap_or(0)
+}
