@@ -77,7 +77,7 @@ impl Commit {
             .map(|value| {
                 let w: WireEvent = match serde_json::from_value(value.clone()) {
                     Ok(w) => w,
-                    Err(e) => return Err(classify(&value, e)),
+                    Err(e) => return Err(classify(&value, &e)),
                 };
                 Event::try_from(w)
             })
@@ -88,7 +88,7 @@ impl Commit {
 
 /// Tells an envelope error on an unknown type or version apart from plain garbage,
 /// so that what a node reports names the real cause.
-fn classify(value: &serde_json::Value, err: serde_json::Error) -> DecodeError {
+fn classify(value: &serde_json::Value, err: &serde_json::Error) -> DecodeError {
     let kind = value.get("type").and_then(|t| t.as_str());
     let version = value.get("v").and_then(serde_json::Value::as_u64);
     match (kind, version) {
@@ -96,7 +96,10 @@ fn classify(value: &serde_json::Value, err: serde_json::Error) -> DecodeError {
             kind: kind.to_owned(),
             version: u32::try_from(v).unwrap_or(u32::MAX),
         },
-        (Some(kind), _) => DecodeError::Invalid { kind: kind.to_owned(), reason: err.to_string() },
+        (Some(kind), _) => DecodeError::Invalid {
+            kind: kind.to_owned(),
+            reason: err.to_string(),
+        },
         _ => DecodeError::Malformed(err.to_string()),
     }
 }
@@ -150,8 +153,19 @@ mod tests {
                 assert_eq!(again, commit, "{}", path.display());
             }
         }
-        let all = ["Created", "Disabled", "Enabled", "Removed", "Renamed", "ScopeChanged"];
-        assert_eq!(seen.into_iter().collect::<Vec<_>>(), all, "a fixture per event type");
+        let all = [
+            "Created",
+            "Disabled",
+            "Enabled",
+            "Removed",
+            "Renamed",
+            "ScopeChanged",
+        ];
+        assert_eq!(
+            seen.into_iter().collect::<Vec<_>>(),
+            all,
+            "a fixture per event type"
+        );
     }
 
     #[test]
@@ -189,14 +203,34 @@ mod tests {
 
     #[test]
     fn unknown_types_and_versions_are_errors_not_skips() {
-        let text = String::from_utf8(Commit::new(vec![created(KeyId::from_parts(1, [1; 10]))]).unwrap().encode()).unwrap();
+        let text = String::from_utf8(
+            Commit::new(vec![created(KeyId::from_parts(1, [1; 10]))])
+                .unwrap()
+                .encode(),
+        )
+        .unwrap();
         let unknown = text.replace(r#""type":"Created""#, r#""type":"Transferred""#);
-        assert!(matches!(Commit::decode(unknown.as_bytes()), Err(DecodeError::UnknownType { .. })));
+        assert!(matches!(
+            Commit::decode(unknown.as_bytes()),
+            Err(DecodeError::UnknownType { .. })
+        ));
         let future = text.replace(r#""v":1"#, r#""v":2"#);
-        assert!(matches!(Commit::decode(future.as_bytes()), Err(DecodeError::UnknownVersion { .. })));
+        assert!(matches!(
+            Commit::decode(future.as_bytes()),
+            Err(DecodeError::UnknownVersion { .. })
+        ));
         let extra = text.replace(r#""read_only":true"#, r#""read_only":true,"admin":true"#);
-        assert!(matches!(Commit::decode(extra.as_bytes()), Err(DecodeError::Invalid { .. })));
-        assert!(matches!(Commit::decode(b"not json"), Err(DecodeError::Malformed(_))));
-        assert!(matches!(Commit::decode(br#"{"events":[]}"#), Err(DecodeError::Malformed(_))));
+        assert!(matches!(
+            Commit::decode(extra.as_bytes()),
+            Err(DecodeError::Invalid { .. })
+        ));
+        assert!(matches!(
+            Commit::decode(b"not json"),
+            Err(DecodeError::Malformed(_))
+        ));
+        assert!(matches!(
+            Commit::decode(br#"{"events":[]}"#),
+            Err(DecodeError::Malformed(_))
+        ));
     }
 }

@@ -72,17 +72,30 @@ pub enum KeyError {
 /// An empty result means the command asks for nothing new (an idempotent update).
 pub fn decide(state: &KeyState, command: &Command) -> Result<Vec<Change>, KeyError> {
     match (state, command) {
-        (KeyState::Absent, Command::Create { name, prefix, hash, read_only }) => {
-            Ok(vec![Change::Created {
-                name: name.clone(),
-                prefix: prefix.clone(),
-                hash: *hash,
-                read_only: *read_only,
-            }])
-        }
+        (
+            KeyState::Absent,
+            Command::Create {
+                name,
+                prefix,
+                hash,
+                read_only,
+            },
+        ) => Ok(vec![Change::Created {
+            name: name.clone(),
+            prefix: prefix.clone(),
+            hash: *hash,
+            read_only: *read_only,
+        }]),
         (_, Command::Create { .. }) => Err(KeyError::AlreadyExists),
         (KeyState::Absent | KeyState::Removed, _) => Err(KeyError::NotFound),
-        (KeyState::Live(key), Command::Update { name, read_only, enabled }) => {
+        (
+            KeyState::Live(key),
+            Command::Update {
+                name,
+                read_only,
+                enabled,
+            },
+        ) => {
             let mut changes = Vec::new();
             if let Some(name) = name.as_ref().filter(|n| **n != key.name) {
                 changes.push(Change::Renamed { name: name.clone() });
@@ -107,14 +120,20 @@ pub fn decide(state: &KeyState, command: &Command) -> Result<Vec<Change>, KeyErr
 /// before calling this.
 pub fn evolve(state: KeyState, change: &Change) -> KeyState {
     match (state, change) {
-        (KeyState::Absent, Change::Created { name, prefix, read_only, .. }) => {
-            KeyState::Live(LiveKey {
-                name: name.clone(),
-                prefix: prefix.clone(),
-                read_only: *read_only,
-                enabled: true,
-            })
-        }
+        (
+            KeyState::Absent,
+            Change::Created {
+                name,
+                prefix,
+                read_only,
+                ..
+            },
+        ) => KeyState::Live(LiveKey {
+            name: name.clone(),
+            prefix: prefix.clone(),
+            read_only: *read_only,
+            enabled: true,
+        }),
         (KeyState::Live(mut key), change) => match change {
             Change::Renamed { name } => {
                 key.name = name.clone();
@@ -150,7 +169,12 @@ mod tests {
 
     fn create(read_only: bool) -> Command {
         let key = ApiKey::generate().unwrap();
-        Command::Create { name: name("ci"), prefix: key.prefix(), hash: key.hash(), read_only }
+        Command::Create {
+            name: name("ci"),
+            prefix: key.prefix(),
+            hash: key.hash(),
+            read_only,
+        }
     }
 
     fn live() -> KeyState {
@@ -159,7 +183,11 @@ mod tests {
     }
 
     fn update(name_: Option<&str>, read_only: Option<bool>, enabled: Option<bool>) -> Command {
-        Command::Update { name: name_.map(name), read_only, enabled }
+        Command::Update {
+            name: name_.map(name),
+            read_only,
+            enabled,
+        }
     }
 
     #[test]
@@ -177,8 +205,14 @@ mod tests {
 
     #[test]
     fn given_a_key_when_created_again_then_already_exists() {
-        assert_eq!(decide(&live(), &create(false)), Err(KeyError::AlreadyExists));
-        assert_eq!(decide(&KeyState::Removed, &create(false)), Err(KeyError::AlreadyExists));
+        assert_eq!(
+            decide(&live(), &create(false)),
+            Err(KeyError::AlreadyExists)
+        );
+        assert_eq!(
+            decide(&KeyState::Removed, &create(false)),
+            Err(KeyError::AlreadyExists)
+        );
     }
 
     #[test]
@@ -186,7 +220,9 @@ mod tests {
         let changes = decide(&live(), &update(Some("deploy"), Some(false), Some(false))).unwrap();
         let names: Vec<_> = changes.iter().map(Change::type_name).collect();
         assert_eq!(names, ["Renamed", "ScopeChanged", "Disabled"]);
-        let KeyState::Live(key) = changes.iter().fold(live(), evolve) else { panic!() };
+        let KeyState::Live(key) = changes.iter().fold(live(), evolve) else {
+            panic!()
+        };
         assert_eq!(key.name, name("deploy"));
         assert!(!key.read_only);
         assert!(!key.enabled);
@@ -194,7 +230,10 @@ mod tests {
 
     #[test]
     fn given_a_key_when_updated_to_what_it_is_then_no_events() {
-        assert_eq!(decide(&live(), &update(Some("ci"), Some(true), Some(true))), Ok(vec![]));
+        assert_eq!(
+            decide(&live(), &update(Some("ci"), Some(true), Some(true))),
+            Ok(vec![])
+        );
         assert_eq!(decide(&live(), &update(None, None, None)), Ok(vec![]));
     }
 
@@ -209,7 +248,10 @@ mod tests {
     fn given_a_removed_or_absent_key_when_updated_or_removed_then_not_found() {
         for state in [KeyState::Absent, KeyState::Removed] {
             assert_eq!(decide(&state, &Command::Remove), Err(KeyError::NotFound));
-            assert_eq!(decide(&state, &update(Some("x"), None, None)), Err(KeyError::NotFound));
+            assert_eq!(
+                decide(&state, &update(Some("x"), None, None)),
+                Err(KeyError::NotFound)
+            );
         }
     }
 

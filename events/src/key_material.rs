@@ -298,7 +298,10 @@ mod tests {
         let key = ApiKey::generate().unwrap();
         let raw = key.expose_secret();
         assert_eq!(ApiKey::parse(&raw[..39]), Err(KeyFormatError::Length));
-        assert_eq!(ApiKey::parse(&format!("{raw}x")), Err(KeyFormatError::Length));
+        assert_eq!(
+            ApiKey::parse(&format!("{raw}x")),
+            Err(KeyFormatError::Length)
+        );
         assert_eq!(ApiKey::parse(""), Err(KeyFormatError::Length));
         let mut bad = raw.to_owned();
         bad.replace_range(3..4, "_");
@@ -308,7 +311,11 @@ mod tests {
             let mut typo = raw.as_bytes().to_vec();
             typo[i] = if typo[i] == b'a' { b'b' } else { b'a' };
             let typo = String::from_utf8(typo).unwrap();
-            assert_eq!(ApiKey::parse(&typo), Err(KeyFormatError::Checksum), "position {i}");
+            assert_eq!(
+                ApiKey::parse(&typo),
+                Err(KeyFormatError::Checksum),
+                "position {i}"
+            );
         }
     }
 

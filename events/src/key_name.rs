@@ -68,7 +68,10 @@ mod tests {
 
     #[test]
     fn trims_surrounding_white_space() {
-        assert_eq!(KeyName::parse("  ci deploy \t").unwrap().as_str(), "ci deploy");
+        assert_eq!(
+            KeyName::parse("  ci deploy \t").unwrap().as_str(),
+            "ci deploy"
+        );
     }
 
     #[test]
@@ -84,8 +87,14 @@ mod tests {
         assert_eq!(KeyName::parse(""), Err(KeyNameError::Empty));
         assert_eq!(KeyName::parse("   "), Err(KeyNameError::Empty));
         assert_eq!(KeyName::parse("a\nb"), Err(KeyNameError::ControlCharacter));
-        assert_eq!(KeyName::parse("a\u{0}b"), Err(KeyNameError::ControlCharacter));
-        assert_eq!(KeyName::parse("a\u{7f}b"), Err(KeyNameError::ControlCharacter));
+        assert_eq!(
+            KeyName::parse("a\u{0}b"),
+            Err(KeyNameError::ControlCharacter)
+        );
+        assert_eq!(
+            KeyName::parse("a\u{7f}b"),
+            Err(KeyNameError::ControlCharacter)
+        );
     }
 
     #[test]

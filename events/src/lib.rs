@@ -28,7 +28,9 @@ pub use commit::{Commit, CommitError};
 pub use decision::{Command, KeyError, KeyState, LiveKey, decide, evolve};
 pub use event::{Change, Event, EventId};
 pub use key_id::{KeyId, KeyIdError};
-pub use key_material::{ApiKey, KEY_LEN, KeyFormatError, KeyHash, KeyHashHasher, PREFIX_LEN, Prefix};
+pub use key_material::{
+    ApiKey, KEY_LEN, KeyFormatError, KeyHash, KeyHashHasher, PREFIX_LEN, Prefix,
+};
 pub use key_name::{KeyName, KeyNameError, MAX_NAME_CHARS};
 pub use request_id::{RequestId, RequestIdError};
 pub use wire::{DecodeError, SCHEMA_VERSION};

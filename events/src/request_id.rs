@@ -30,7 +30,11 @@ impl FromStr for RequestId {
         let ok = (1..=128).contains(&s.len())
             && s.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
-        if ok { Ok(Self(s.to_owned())) } else { Err(RequestIdError) }
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(RequestIdError)
+        }
     }
 }
 
@@ -41,10 +45,7 @@ impl fmt::Display for RequestId {
 }
 
 impl<'de> Deserialize<'de> for RequestId {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error>
-    where
-        D: Deserializer<'de>,
-    {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
         s.parse().map_err(serde::de::Error::custom)
     }
@@ -56,7 +57,11 @@ mod tests {
 
     #[test]
     fn accepts_uuids_and_trace_like_ids() {
-        assert!("0192d4e1-7a3b-7c00-8000-123456789abc".parse::<RequestId>().is_ok());
+        assert!(
+            "0192d4e1-7a3b-7c00-8000-123456789abc"
+                .parse::<RequestId>()
+                .is_ok()
+        );
         assert!("req_42.a:b".parse::<RequestId>().is_ok());
     }
 

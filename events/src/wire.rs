@@ -91,7 +91,12 @@ struct NoDataV1 {}
 impl From<&Event> for WireEvent {
     fn from(e: &Event) -> Self {
         let data = match &e.change {
-            Change::Created { name, prefix, hash, read_only } => {
+            Change::Created {
+                name,
+                prefix,
+                hash,
+                read_only,
+            } => {
                 json!({ "name": name, "prefix": prefix, "hash": hash, "read_only": read_only })
             }
             Change::Renamed { name } => json!({ "name": name }),
@@ -129,25 +134,47 @@ impl TryFrom<WireEvent> for Event {
 
 fn decode_change(kind: &str, version: u32, data: Value) -> Result<Change, DecodeError> {
     fn parse<T: serde::de::DeserializeOwned>(kind: &str, data: Value) -> Result<T, DecodeError> {
-        serde_json::from_value(data)
-            .map_err(|e| DecodeError::Invalid { kind: kind.to_owned(), reason: e.to_string() })
+        serde_json::from_value(data).map_err(|e| DecodeError::Invalid {
+            kind: kind.to_owned(),
+            reason: e.to_string(),
+        })
     }
-    const KNOWN: [&str; 6] = ["Created", "Renamed", "ScopeChanged", "Disabled", "Enabled", "Removed"];
+    const KNOWN: [&str; 6] = [
+        "Created",
+        "Renamed",
+        "ScopeChanged",
+        "Disabled",
+        "Enabled",
+        "Removed",
+    ];
     if !KNOWN.contains(&kind) {
-        return Err(DecodeError::UnknownType { kind: kind.to_owned(), version });
+        return Err(DecodeError::UnknownType {
+            kind: kind.to_owned(),
+            version,
+        });
     }
     if version != 1 {
-        return Err(DecodeError::UnknownVersion { kind: kind.to_owned(), version });
+        return Err(DecodeError::UnknownVersion {
+            kind: kind.to_owned(),
+            version,
+        });
     }
     Ok(match kind {
         "Created" => {
             let d: CreatedV1 = parse(kind, data)?;
-            Change::Created { name: d.name, prefix: d.prefix, hash: d.hash, read_only: d.read_only }
+            Change::Created {
+                name: d.name,
+                prefix: d.prefix,
+                hash: d.hash,
+                read_only: d.read_only,
+            }
         }
-        "Renamed" => Change::Renamed { name: parse::<RenamedV1>(kind, data)?.name },
-        "ScopeChanged" => {
-            Change::ScopeChanged { read_only: parse::<ScopeChangedV1>(kind, data)?.read_only }
-        }
+        "Renamed" => Change::Renamed {
+            name: parse::<RenamedV1>(kind, data)?.name,
+        },
+        "ScopeChanged" => Change::ScopeChanged {
+            read_only: parse::<ScopeChangedV1>(kind, data)?.read_only,
+        },
         "Disabled" => parse::<NoDataV1>(kind, data).map(|_| Change::Disabled)?,
         "Enabled" => parse::<NoDataV1>(kind, data).map(|_| Change::Enabled)?,
         _ => parse::<NoDataV1>(kind, data).map(|_| Change::Removed)?,

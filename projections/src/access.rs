@@ -14,7 +14,10 @@ pub enum Access {
 impl Access {
     /// Classifies an HTTP method name (case-insensitively).
     pub fn for_method(method: &str) -> Self {
-        if ["GET", "HEAD", "OPTIONS"].iter().any(|m| m.eq_ignore_ascii_case(method)) {
+        if ["GET", "HEAD", "OPTIONS"]
+            .iter()
+            .any(|m| m.eq_ignore_ascii_case(method))
+        {
             Self::Read
         } else {
             Self::Write
@@ -89,7 +92,9 @@ mod tests {
         for m in ["GET", "HEAD", "OPTIONS", "get", "Head"] {
             assert_eq!(Access::for_method(m), Access::Read, "{m}");
         }
-        for m in ["POST", "PUT", "PATCH", "DELETE", "CONNECT", "TRACE", "", "GETX"] {
+        for m in [
+            "POST", "PUT", "PATCH", "DELETE", "CONNECT", "TRACE", "", "GETX",
+        ] {
             assert_eq!(Access::for_method(m), Access::Write, "{m}");
         }
     }

@@ -97,11 +97,15 @@ impl Catalogue {
     }
 
     fn read(&self) -> RwLockReadGuard<'_, Inner> {
-        self.inner.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn write(&self) -> RwLockWriteGuard<'_, Inner> {
-        self.inner.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// A live key's view.
@@ -117,7 +121,10 @@ impl Catalogue {
             return Err(format!("message {seq} could not be trusted: {reason}"));
         }
         if let Some(p) = inner.poisoned.get(id) {
-            return Err(format!("message {} could not be trusted: {}", p.seq, p.reason));
+            return Err(format!(
+                "message {} could not be trusted: {}",
+                p.seq, p.reason
+            ));
         }
         Ok(inner.state(id))
     }
@@ -182,9 +189,11 @@ impl Inner {
     }
 
     fn poison(&mut self, seq: u64, key_id: KeyId, reason: &str) {
-        self.poisoned
-            .entry(key_id)
-            .or_insert_with(|| PoisonedKey { key_id, seq, reason: reason.to_owned() });
+        self.poisoned.entry(key_id).or_insert_with(|| PoisonedKey {
+            key_id,
+            seq,
+            reason: reason.to_owned(),
+        });
     }
 
     fn apply(&mut self, seq: u64, commit: &Commit) {
@@ -199,10 +208,19 @@ impl Inner {
                 KeyState::Removed => true,
             };
             if !fits {
-                let reason = format!("{} does not fit the key's history", event.change.type_name());
+                let reason = format!(
+                    "{} does not fit the key's history",
+                    event.change.type_name()
+                );
                 return self.poison(seq, id, &reason);
             }
-            if let Change::Created { name, prefix, read_only, .. } = &event.change {
+            if let Change::Created {
+                name,
+                prefix,
+                read_only,
+                ..
+            } = &event.change
+            {
                 view = Some(KeyView {
                     id,
                     name: name.clone(),
@@ -322,7 +340,9 @@ mod tests {
             &commit(
                 id(1),
                 vec![
-                    Change::Renamed { name: KeyName::parse("deploy").unwrap() },
+                    Change::Renamed {
+                        name: KeyName::parse("deploy").unwrap(),
+                    },
                     Change::ScopeChanged { read_only: false },
                     Change::Disabled,
                 ],
@@ -348,8 +368,16 @@ mod tests {
         let a = create(&c, 1, 1, "Billing Service");
         create(&c, 2, 2, "search indexer");
         create(&c, 3, 3, "CI");
-        let names = |p: Page| p.keys.into_iter().map(|k| k.name.to_string()).collect::<Vec<_>>();
-        assert_eq!(names(c.search(Some("SERVICE"), None, 10)), ["Billing Service"]);
+        let names = |p: Page| {
+            p.keys
+                .into_iter()
+                .map(|k| k.name.to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            names(c.search(Some("SERVICE"), None, 10)),
+            ["Billing Service"]
+        );
         assert_eq!(names(c.search(Some("i"), None, 10)).len(), 3);
         let prefix = a.prefix().to_string();
         let hits = c.search(Some(&prefix[..5]), None, 10);
@@ -364,7 +392,11 @@ mod tests {
     fn paging_never_skips_or_repeats_and_filters_before_the_limit() {
         let c = Catalogue::new();
         for n in 0..25u32 {
-            let name = if n % 3 == 0 { format!("match {n}") } else { format!("other {n}") };
+            let name = if n % 3 == 0 {
+                format!("match {n}")
+            } else {
+                format!("other {n}")
+            };
             create(&c, u64::from(n) + 1, n, &name);
         }
         let mut seen = Vec::new();

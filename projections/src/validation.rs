@@ -80,9 +80,14 @@ impl ValidationTable {
             return Err(Denial::Disabled);
         }
         if entry.read_only && access == Access::Write {
-            return Err(Denial::ReadOnly { key_id: entry.key_id });
+            return Err(Denial::ReadOnly {
+                key_id: entry.key_id,
+            });
         }
-        Ok(Grant { key_id: entry.key_id, read_only: entry.read_only })
+        Ok(Grant {
+            key_id: entry.key_id,
+            read_only: entry.read_only,
+        })
     }
 
     /// A snapshot for `/v1/status` and `/readyz`.
@@ -120,7 +125,7 @@ impl ValidationTable {
     }
 
     fn is_poisoned(&self, key: &KeyId) -> bool {
-        self.poisoned.lock().map(|p| p.contains_key(key)).unwrap_or(true)
+        self.poisoned.lock().map_or(true, |p| p.contains_key(key))
     }
 
     /// Folds a whole commit into a local copy, then writes once, so readers
@@ -138,12 +143,25 @@ impl ValidationTable {
         let mut slot = before;
         for event in commit.events() {
             slot = match (slot, &event.change) {
-                (Slot::Absent, Change::Created { hash, read_only, .. }) => {
+                (
+                    Slot::Absent,
+                    Change::Created {
+                        hash, read_only, ..
+                    },
+                ) => {
                     if self.by_hash.contains_key(hash) {
                         return self.poison_key(seq, key, "Created with the hash of another key");
                     }
                     let poisoned = self.is_poisoned(&key);
-                    Slot::Live(*hash, Entry { key_id: key, read_only: *read_only, enabled: true, poisoned })
+                    Slot::Live(
+                        *hash,
+                        Entry {
+                            key_id: key,
+                            read_only: *read_only,
+                            enabled: true,
+                            poisoned,
+                        },
+                    )
                 }
                 (Slot::Live(hash, mut entry), change) => match change {
                     Change::ScopeChanged { read_only } => {
@@ -267,9 +285,21 @@ mod tests {
         let key = ApiKey::generate().unwrap();
         assert!(t.apply(1, &commit(id(1), vec![created(&key, true)])));
         let raw = key.expose_secret();
-        assert_eq!(t.validate(raw, Access::Read), Ok(Grant { key_id: id(1), read_only: true }));
-        assert_eq!(t.validate(raw, Access::Write), Err(Denial::ReadOnly { key_id: id(1) }));
-        t.apply(2, &commit(id(1), vec![Change::ScopeChanged { read_only: false }]));
+        assert_eq!(
+            t.validate(raw, Access::Read),
+            Ok(Grant {
+                key_id: id(1),
+                read_only: true
+            })
+        );
+        assert_eq!(
+            t.validate(raw, Access::Write),
+            Err(Denial::ReadOnly { key_id: id(1) })
+        );
+        t.apply(
+            2,
+            &commit(id(1), vec![Change::ScopeChanged { read_only: false }]),
+        );
         assert!(t.validate(raw, Access::Write).is_ok());
         assert_eq!(t.status().keys, 1);
         assert_eq!(t.status().applied_seq, 2);
@@ -301,14 +331,23 @@ mod tests {
         t.apply(2, &commit(id(1), vec![Change::Disabled]));
         assert!(!t.apply(2, &commit(id(1), vec![Change::Enabled])));
         assert!(!t.apply(1, &commit(id(1), vec![Change::Enabled])));
-        assert_eq!(t.validate(key.expose_secret(), Access::Read), Err(Denial::Disabled));
+        assert_eq!(
+            t.validate(key.expose_secret(), Access::Read),
+            Err(Denial::Disabled)
+        );
     }
 
     #[test]
     fn malformed_keys_are_rejected_before_lookup() {
         let t = ValidationTable::new();
-        assert!(matches!(t.validate("", Access::Read), Err(Denial::Malformed(_))));
-        assert!(matches!(t.validate("short", Access::Read), Err(Denial::Malformed(_))));
+        assert!(matches!(
+            t.validate("", Access::Read),
+            Err(Denial::Malformed(_))
+        ));
+        assert!(matches!(
+            t.validate("short", Access::Read),
+            Err(Denial::Malformed(_))
+        ));
     }
 
     #[test]
@@ -320,8 +359,14 @@ mod tests {
         assert!(t.poison(2, &[id(1)], "unknown event type"));
         assert!(t.poison(3, &[id(2)], "unknown event type"));
         t.apply(4, &commit(id(2), vec![created(&b, false)]));
-        assert_eq!(t.validate(a.expose_secret(), Access::Read), Err(Denial::StateUnknown));
-        assert_eq!(t.validate(b.expose_secret(), Access::Read), Err(Denial::StateUnknown));
+        assert_eq!(
+            t.validate(a.expose_secret(), Access::Read),
+            Err(Denial::StateUnknown)
+        );
+        assert_eq!(
+            t.validate(b.expose_secret(), Access::Read),
+            Err(Denial::StateUnknown)
+        );
         assert_eq!(t.status().poisoned.len(), 2);
         assert_eq!(t.status().applied_seq, 4);
     }
@@ -339,7 +384,10 @@ mod tests {
         let key = ApiKey::generate().unwrap();
         t.apply(1, &commit(id(1), vec![created(&key, false)]));
         t.poison(2, &[], "garbage");
-        assert_eq!(t.validate(key.expose_secret(), Access::Read), Err(Denial::StateUnknown));
+        assert_eq!(
+            t.validate(key.expose_secret(), Access::Read),
+            Err(Denial::StateUnknown)
+        );
         assert_eq!(t.status().sealed, Some((2, "garbage".to_owned())));
     }
 }

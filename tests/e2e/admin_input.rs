@@ -7,18 +7,36 @@ use serde_json::{Value, json};
 fn assert_error(status: StatusCode, body: &Value, want: StatusCode, code: &str, case: &str) {
     assert_eq!(status, want, "{case}: {body}");
     assert_eq!(body["error"]["code"], code, "{case}: {body}");
-    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{case}: {body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{case}: {body}"
+    );
 }
 
-async fn raw(sys: &System, method: Method, path: &str, content_type: Option<&str>, body: Vec<u8>) -> (StatusCode, Value) {
-    let mut req = sys.http.request(method, format!("{}{path}", sys.admin.url)).bearer_auth(&sys.token).body(body);
+async fn raw(
+    sys: &System,
+    method: Method,
+    path: &str,
+    content_type: Option<&str>,
+    body: Vec<u8>,
+) -> (StatusCode, Value) {
+    let mut req = sys
+        .http
+        .request(method, format!("{}{path}", sys.admin.url))
+        .bearer_auth(&sys.token)
+        .body(body);
     if let Some(ct) = content_type {
         req = req.header("content-type", ct);
     }
     let r = req.send().await.unwrap();
     let status = r.status();
     let text = r.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text:?}")))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text:?}")),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -27,7 +45,10 @@ async fn admin_token_is_required_and_checked() {
     let url = format!("{}/v1/keys", sys.admin.url);
     let cases = [
         ("no header", None),
-        ("wrong token", Some("Bearer not-the-admin-token-at-all".to_owned())),
+        (
+            "wrong token",
+            Some("Bearer not-the-admin-token-at-all".to_owned()),
+        ),
         ("token prefix", Some(format!("Bearer {}", &sys.token[..10]))),
         ("basic scheme", Some(format!("Basic {}", sys.token))),
         ("empty bearer", Some("Bearer ".to_owned())),
@@ -41,10 +62,22 @@ async fn admin_token_is_required_and_checked() {
         let status = r.status();
         assert_eq!(r.headers()["www-authenticate"], "Bearer", "{case}");
         let body: Value = r.json().await.unwrap();
-        assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized", case);
+        assert_error(
+            status,
+            &body,
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            case,
+        );
     }
     // The scheme is case-insensitive.
-    let r = sys.http.get(&url).header("authorization", format!("bearer {}", sys.token)).send().await.unwrap();
+    let r = sys
+        .http
+        .get(&url)
+        .header("authorization", format!("bearer {}", sys.token))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
 }
 
@@ -52,45 +85,282 @@ async fn admin_token_is_required_and_checked() {
 async fn bad_bodies_get_clear_4xx_answers() {
     let sys = System::with_nodes(0).await.unwrap();
     let json_ct = Some("application/json");
-    let post = |body: &str| (Method::POST, "/v1/keys".to_owned(), json_ct, body.as_bytes().to_vec());
+    let post = |body: &str| {
+        (
+            Method::POST,
+            "/v1/keys".to_owned(),
+            json_ct,
+            body.as_bytes().to_vec(),
+        )
+    };
     let long_name = "n".repeat(201);
     let nested = format!("{}{}", "[".repeat(5_000), "]".repeat(5_000));
-    let cases: Vec<(&str, (Method, String, Option<&str>, Vec<u8>), StatusCode, &str)> = vec![
-        ("no content type", (Method::POST, "/v1/keys".into(), None, br#"{"name":"a"}"#.to_vec()), StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
-        ("text content type", (Method::POST, "/v1/keys".into(), Some("text/plain"), br#"{"name":"a"}"#.to_vec()), StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
-        ("not JSON", post("{name: a"), StatusCode::BAD_REQUEST, "invalid_json"),
-        ("empty body", post(""), StatusCode::BAD_REQUEST, "invalid_json"),
-        ("invalid UTF-8", (Method::POST, "/v1/keys".into(), json_ct, vec![b'{', b'"', 0xff, 0xfe, b'"', b':', b'1', b'}']), StatusCode::BAD_REQUEST, "invalid_json"),
-        ("deeply nested", post(&nested), StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
-        ("no name", post("{}"), StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
-        ("array", post("[1,2]"), StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
-        ("null", post("null"), StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
-        ("unknown field", post(r#"{"name":"a","admin":true}"#), StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
-        ("smuggled key", post(r#"{"name":"a","key":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}"#), StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
-        ("read_only not bool", post(r#"{"name":"a","read_only":"yes"}"#), StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
-        ("name not string", post(r#"{"name":42}"#), StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
-        ("empty name", post(r#"{"name":""}"#), StatusCode::UNPROCESSABLE_ENTITY, "invalid_name"),
-        ("blank name", post(r#"{"name":"   "}"#), StatusCode::UNPROCESSABLE_ENTITY, "invalid_name"),
-        ("long name", post(&json!({ "name": long_name }).to_string()), StatusCode::UNPROCESSABLE_ENTITY, "invalid_name"),
-        ("control character", post(r#"{"name":"a\u0007b"}"#), StatusCode::UNPROCESSABLE_ENTITY, "invalid_name"),
-        ("newline", post(r#"{"name":"a\nb"}"#), StatusCode::UNPROCESSABLE_ENTITY, "invalid_name"),
-        ("oversized", post(&json!({ "name": "x".repeat(100_000) }).to_string()), StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-        ("empty patch", (Method::PATCH, "/v1/keys/01933c39-6a5b-7000-8000-000000000001".into(), json_ct, b"{}".to_vec()), StatusCode::UNPROCESSABLE_ENTITY, "empty_update"),
-        ("patch unknown key", (Method::PATCH, "/v1/keys/01933c39-6a5b-7000-8000-000000000001".into(), json_ct, br#"{"enabled":false}"#.to_vec()), StatusCode::NOT_FOUND, "not_found"),
-        ("patch bad id", (Method::PATCH, "/v1/keys/not-an-id".into(), json_ct, br#"{"enabled":false}"#.to_vec()), StatusCode::NOT_FOUND, "not_found"),
-        ("patch bad field", (Method::PATCH, "/v1/keys/01933c39-6a5b-7000-8000-000000000001".into(), json_ct, br#"{"prefix":"AAAAAAAA"}"#.to_vec()), StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
-        ("delete unknown", (Method::DELETE, "/v1/keys/01933c39-6a5b-7000-8000-000000000001".into(), None, vec![]), StatusCode::NOT_FOUND, "not_found"),
-        ("get bad id", (Method::GET, "/v1/keys/..%2F..%2Fetc".into(), None, vec![]), StatusCode::NOT_FOUND, "not_found"),
-        ("get long id", (Method::GET, format!("/v1/keys/{}", "a".repeat(5000)), None, vec![]), StatusCode::NOT_FOUND, "not_found"),
-        ("limit 0", (Method::GET, "/v1/keys?limit=0".into(), None, vec![]), StatusCode::BAD_REQUEST, "invalid_limit"),
-        ("limit too big", (Method::GET, "/v1/keys?limit=100000".into(), None, vec![]), StatusCode::BAD_REQUEST, "invalid_limit"),
-        ("limit not a number", (Method::GET, "/v1/keys?limit=ten".into(), None, vec![]), StatusCode::BAD_REQUEST, "invalid_query"),
-        ("limit negative", (Method::GET, "/v1/keys?limit=-1".into(), None, vec![]), StatusCode::BAD_REQUEST, "invalid_query"),
-        ("bad cursor", (Method::GET, "/v1/keys?cursor=garbage".into(), None, vec![]), StatusCode::BAD_REQUEST, "invalid_cursor"),
-        ("unknown parameter", (Method::GET, "/v1/keys?sort=name".into(), None, vec![]), StatusCode::BAD_REQUEST, "invalid_query"),
-        ("long query", (Method::GET, format!("/v1/keys?q={}", "q".repeat(300)), None, vec![]), StatusCode::BAD_REQUEST, "invalid_query"),
-        ("no such route", (Method::GET, "/v1/nothing".into(), None, vec![]), StatusCode::NOT_FOUND, "route_not_found"),
-        ("wrong method", (Method::PUT, "/v1/keys".into(), json_ct, b"{}".to_vec()), StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+    let cases: Vec<(
+        &str,
+        (Method, String, Option<&str>, Vec<u8>),
+        StatusCode,
+        &str,
+    )> = vec![
+        (
+            "no content type",
+            (
+                Method::POST,
+                "/v1/keys".into(),
+                None,
+                br#"{"name":"a"}"#.to_vec(),
+            ),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
+            "text content type",
+            (
+                Method::POST,
+                "/v1/keys".into(),
+                Some("text/plain"),
+                br#"{"name":"a"}"#.to_vec(),
+            ),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
+            "not JSON",
+            post("{name: a"),
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+        ),
+        (
+            "empty body",
+            post(""),
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+        ),
+        (
+            "invalid UTF-8",
+            (
+                Method::POST,
+                "/v1/keys".into(),
+                json_ct,
+                vec![b'{', b'"', 0xff, 0xfe, b'"', b':', b'1', b'}'],
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+        ),
+        (
+            "deeply nested",
+            post(&nested),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
+        (
+            "no name",
+            post("{}"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
+        (
+            "array",
+            post("[1,2]"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
+        (
+            "null",
+            post("null"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
+        (
+            "unknown field",
+            post(r#"{"name":"a","admin":true}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
+        (
+            "smuggled key",
+            post(r#"{"name":"a","key":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
+        (
+            "read_only not bool",
+            post(r#"{"name":"a","read_only":"yes"}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
+        (
+            "name not string",
+            post(r#"{"name":42}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
+        (
+            "empty name",
+            post(r#"{"name":""}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_name",
+        ),
+        (
+            "blank name",
+            post(r#"{"name":"   "}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_name",
+        ),
+        (
+            "long name",
+            post(&json!({ "name": long_name }).to_string()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_name",
+        ),
+        (
+            "control character",
+            post(r#"{"name":"a\u0007b"}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_name",
+        ),
+        (
+            "newline",
+            post(r#"{"name":"a\nb"}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_name",
+        ),
+        (
+            "oversized",
+            post(&json!({ "name": "x".repeat(100_000) }).to_string()),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+        ),
+        (
+            "empty patch",
+            (
+                Method::PATCH,
+                "/v1/keys/01933c39-6a5b-7000-8000-000000000001".into(),
+                json_ct,
+                b"{}".to_vec(),
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "empty_update",
+        ),
+        (
+            "patch unknown key",
+            (
+                Method::PATCH,
+                "/v1/keys/01933c39-6a5b-7000-8000-000000000001".into(),
+                json_ct,
+                br#"{"enabled":false}"#.to_vec(),
+            ),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            "patch bad id",
+            (
+                Method::PATCH,
+                "/v1/keys/not-an-id".into(),
+                json_ct,
+                br#"{"enabled":false}"#.to_vec(),
+            ),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            "patch bad field",
+            (
+                Method::PATCH,
+                "/v1/keys/01933c39-6a5b-7000-8000-000000000001".into(),
+                json_ct,
+                br#"{"prefix":"AAAAAAAA"}"#.to_vec(),
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
+        (
+            "delete unknown",
+            (
+                Method::DELETE,
+                "/v1/keys/01933c39-6a5b-7000-8000-000000000001".into(),
+                None,
+                vec![],
+            ),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            "get bad id",
+            (Method::GET, "/v1/keys/..%2F..%2Fetc".into(), None, vec![]),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            "get long id",
+            (
+                Method::GET,
+                format!("/v1/keys/{}", "a".repeat(5000)),
+                None,
+                vec![],
+            ),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            "limit 0",
+            (Method::GET, "/v1/keys?limit=0".into(), None, vec![]),
+            StatusCode::BAD_REQUEST,
+            "invalid_limit",
+        ),
+        (
+            "limit too big",
+            (Method::GET, "/v1/keys?limit=100000".into(), None, vec![]),
+            StatusCode::BAD_REQUEST,
+            "invalid_limit",
+        ),
+        (
+            "limit not a number",
+            (Method::GET, "/v1/keys?limit=ten".into(), None, vec![]),
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
+        (
+            "limit negative",
+            (Method::GET, "/v1/keys?limit=-1".into(), None, vec![]),
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
+        (
+            "bad cursor",
+            (Method::GET, "/v1/keys?cursor=garbage".into(), None, vec![]),
+            StatusCode::BAD_REQUEST,
+            "invalid_cursor",
+        ),
+        (
+            "unknown parameter",
+            (Method::GET, "/v1/keys?sort=name".into(), None, vec![]),
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
+        (
+            "long query",
+            (
+                Method::GET,
+                format!("/v1/keys?q={}", "q".repeat(300)),
+                None,
+                vec![],
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
+        (
+            "no such route",
+            (Method::GET, "/v1/nothing".into(), None, vec![]),
+            StatusCode::NOT_FOUND,
+            "route_not_found",
+        ),
+        (
+            "wrong method",
+            (Method::PUT, "/v1/keys".into(), json_ct, b"{}".to_vec()),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
     ];
     for (case, (method, path, ct, body), want, code) in cases {
         let (status, body) = raw(&sys, method, &path, ct, body).await;

@@ -11,8 +11,21 @@ fn every_command_has_help() {
     let dir = tempfile::tempdir().unwrap();
     for (cmd, must) in [
         (vec!["--help"], vec!["admin", "node", "dev"]),
-        (vec!["admin", "--help"], vec!["--nats-url", "--listen", "--stream", "--admin-token-file", "KEYLEDGER_NATS_URL", "KEYLEDGER_ADMIN_TOKEN"]),
-        (vec!["node", "--help"], vec!["--nats-url", "--listen", "--stream", "KEYLEDGER_LISTEN"]),
+        (
+            vec!["admin", "--help"],
+            vec![
+                "--nats-url",
+                "--listen",
+                "--stream",
+                "--admin-token-file",
+                "KEYLEDGER_NATS_URL",
+                "KEYLEDGER_ADMIN_TOKEN",
+            ],
+        ),
+        (
+            vec!["node", "--help"],
+            vec!["--nats-url", "--listen", "--stream", "KEYLEDGER_LISTEN"],
+        ),
         (vec!["dev", "--help"], vec!["--data-dir", "--nats-port"]),
     ] {
         let mut p = Process::spawn("help", dir.path(), &cmd, &[]).unwrap();
@@ -30,15 +43,32 @@ fn unreachable_nats_is_a_clear_start_up_error() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let url = format!("nats://127.0.0.1:{port}");
-    for (name, args) in [("node", vec!["node", "--nats-url", url.as_str()]), ("admin", vec!["admin", "--nats-url", url.as_str()])] {
-        let mut p = Process::spawn(name, dir.path(), &args, &[("KEYLEDGER_ADMIN_TOKEN", "a-long-enough-admin-token")]).unwrap();
+    for (name, args) in [
+        ("node", vec!["node", "--nats-url", url.as_str()]),
+        ("admin", vec!["admin", "--nats-url", url.as_str()]),
+    ] {
+        let mut p = Process::spawn(
+            name,
+            dir.path(),
+            &args,
+            &[("KEYLEDGER_ADMIN_TOKEN", "a-long-enough-admin-token")],
+        )
+        .unwrap();
         let status = p.wait(Duration::from_secs(20)).unwrap();
         assert!(!status.success());
-        assert!(p.output().contains(&format!("cannot reach NATS at {url}")), "{}", p.output());
+        assert!(
+            p.output().contains(&format!("cannot reach NATS at {url}")),
+            "{}",
+            p.output()
+        );
     }
     let mut p = Process::spawn("notoken", dir.path(), &["admin", "--nats-url", &url], &[]).unwrap();
     assert!(!p.wait(Duration::from_secs(10)).unwrap().success());
-    assert!(p.output().contains("KEYLEDGER_ADMIN_TOKEN"), "{}", p.output());
+    assert!(
+        p.output().contains("KEYLEDGER_ADMIN_TOKEN"),
+        "{}",
+        p.output()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -53,7 +83,13 @@ async fn admin_and_node_processes_shut_down_gracefully_on_sigterm() {
     let mut admin = Process::spawn(
         "admin",
         dir.path(),
-        &["admin", "--admin-token-file", token_file.to_str().unwrap(), "--listen", &admin_listen],
+        &[
+            "admin",
+            "--admin-token-file",
+            token_file.to_str().unwrap(),
+            "--listen",
+            &admin_listen,
+        ],
         &[("KEYLEDGER_NATS_URL", nats.url().as_str())],
     )
     .unwrap();
@@ -65,9 +101,15 @@ async fn admin_and_node_processes_shut_down_gracefully_on_sigterm() {
     )
     .unwrap();
     let http = reqwest::Client::new();
-    for url in [format!("http://{admin_listen}/readyz"), format!("http://{node_listen}/readyz")] {
+    for url in [
+        format!("http://{admin_listen}/readyz"),
+        format!("http://{node_listen}/readyz"),
+    ] {
         let up = eventually(Duration::from_secs(15), || async {
-            http.get(&url).send().await.is_ok_and(|r| r.status() == StatusCode::OK)
+            http.get(&url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == StatusCode::OK)
         })
         .await;
         assert!(up, "{url}: {}{}", admin.output(), node.output());
@@ -80,9 +122,17 @@ async fn admin_and_node_processes_shut_down_gracefully_on_sigterm() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
-    let key = r.json::<Value>().await.unwrap()["key"].as_str().unwrap().to_owned();
+    let key = r.json::<Value>().await.unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let node_url = format!("http://{node_listen}");
-    assert!(eventually(Duration::from_secs(5), || async { verify_at(&http, &node_url, &key, "GET").await == StatusCode::OK }).await);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            verify_at(&http, &node_url, &key, "GET").await == StatusCode::OK
+        })
+        .await
+    );
 
     assert!(admin.terminate().unwrap().success(), "{}", admin.output());
     assert!(node.terminate().unwrap().success(), "{}", node.output());
@@ -111,29 +161,58 @@ async fn dev_runs_everything_and_keeps_its_data_across_restarts() {
     let envs = [("NATS_SERVER_BIN", bin.to_str().unwrap())];
     let http = reqwest::Client::new();
     let admin = format!("http://127.0.0.1:{admin_port}");
-    let nodes = [format!("http://127.0.0.1:{n1}"), format!("http://127.0.0.1:{n2}")];
+    let nodes = [
+        format!("http://127.0.0.1:{n1}"),
+        format!("http://127.0.0.1:{n2}"),
+    ];
 
     let mut dev = Process::spawn("dev1", dir.path(), &args, &envs).unwrap();
-    let up = eventually(Duration::from_secs(20), || async { dev.output().contains("Press Ctrl-C") }).await;
+    let up = eventually(Duration::from_secs(20), || async {
+        dev.output().contains("Press Ctrl-C")
+    })
+    .await;
     assert!(up, "{}", dev.output());
-    let token = std::fs::read_to_string(data.join("admin-token")).unwrap().trim().to_owned();
+    let token = std::fs::read_to_string(data.join("admin-token"))
+        .unwrap()
+        .trim()
+        .to_owned();
     assert!(dev.output().contains(&token), "dev prints the admin token");
-    let r = http.post(format!("{admin}/v1/keys")).bearer_auth(&token).json(&json!({ "name": "dev key" })).send().await.unwrap();
+    let r = http
+        .post(format!("{admin}/v1/keys"))
+        .bearer_auth(&token)
+        .json(&json!({ "name": "dev key" }))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
-    let key = r.json::<Value>().await.unwrap()["key"].as_str().unwrap().to_owned();
+    let key = r.json::<Value>().await.unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     for node in &nodes {
-        assert!(eventually(Duration::from_secs(5), || async { verify_at(&http, node, &key, "GET").await == StatusCode::OK }).await);
+        assert!(
+            eventually(Duration::from_secs(5), || async {
+                verify_at(&http, node, &key, "GET").await == StatusCode::OK
+            })
+            .await
+        );
     }
     assert!(dev.terminate().unwrap().success(), "{}", dev.output());
     assert!(dev.output().contains("keyledger dev stopped"));
 
     // Same data dir: same token, and the key is still valid on both nodes.
     let mut dev = Process::spawn("dev2", dir.path(), &args, &envs).unwrap();
-    let up = eventually(Duration::from_secs(20), || async { dev.output().contains("Press Ctrl-C") }).await;
+    let up = eventually(Duration::from_secs(20), || async {
+        dev.output().contains("Press Ctrl-C")
+    })
+    .await;
     assert!(up, "{}", dev.output());
     assert!(dev.output().contains(&token));
     for node in &nodes {
-        let ok = eventually(Duration::from_secs(10), || async { verify_at(&http, node, &key, "GET").await == StatusCode::OK }).await;
+        let ok = eventually(Duration::from_secs(10), || async {
+            verify_at(&http, node, &key, "GET").await == StatusCode::OK
+        })
+        .await;
         assert!(ok, "{node} forgot the key after a restart");
     }
     assert!(dev.terminate().unwrap().success());

@@ -10,11 +10,16 @@ use serde_json::{Value, json};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_conflicting_updates_lose_nothing_and_every_view_equals_the_fold() {
     let sys = System::start().await.unwrap();
-    let second = RunningAdmin::start(&sys.nats.url(), &sys.stream, &sys.token).await.unwrap();
+    let second = RunningAdmin::start(&sys.nats.url(), &sys.stream, &sys.token)
+        .await
+        .unwrap();
     let admins = [sys.admin.url.clone(), second.url.clone()];
     let key = sys.create_key("contended", false).await;
     assert!(
-        eventually(Duration::from_secs(5), || async { applied_seq_admin(&sys, &second.url).await >= key.seq }).await
+        eventually(Duration::from_secs(5), || async {
+            applied_seq_admin(&sys, &second.url).await >= key.seq
+        })
+        .await
     );
 
     let mut calls = Vec::new();
@@ -22,9 +27,16 @@ async fn twenty_conflicting_updates_lose_nothing_and_every_view_equals_the_fold(
         let url = format!("{}/v1/keys/{}", admins[i % 2], key.id);
         let http = sys.http.clone();
         let token = sys.token.clone();
-        let body = json!({ "name": format!("name {i}"), "read_only": i % 2 == 0, "enabled": i % 3 != 0 });
+        let body =
+            json!({ "name": format!("name {i}"), "read_only": i % 2 == 0, "enabled": i % 3 != 0 });
         calls.push(tokio::spawn(async move {
-            let r = http.patch(url).bearer_auth(token).json(&body).send().await.unwrap();
+            let r = http
+                .patch(url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
             let status = r.status();
             (status, r.json::<Value>().await.unwrap())
         }));
@@ -32,7 +44,10 @@ async fn twenty_conflicting_updates_lose_nothing_and_every_view_equals_the_fold(
     let mut won = Vec::new();
     for call in calls {
         let (status, body) = call.await.unwrap();
-        assert!(status == StatusCode::OK || status == StatusCode::CONFLICT, "{status} {body}");
+        assert!(
+            status == StatusCode::OK || status == StatusCode::CONFLICT,
+            "{status} {body}"
+        );
         if status == StatusCode::OK {
             won.push(body["seq"].as_u64().unwrap());
         }
@@ -41,7 +56,11 @@ async fn twenty_conflicting_updates_lose_nothing_and_every_view_equals_the_fold(
     let mut distinct = won.clone();
     distinct.sort_unstable();
     distinct.dedup();
-    assert_eq!(distinct.len(), won.len(), "two updates claim one sequence: {won:?}");
+    assert_eq!(
+        distinct.len(),
+        won.len(),
+        "two updates claim one sequence: {won:?}"
+    );
 
     // Every acknowledged update is in the stream, once; nothing else is.
     let messages = sys.stream_messages().await;
@@ -60,11 +79,18 @@ async fn twenty_conflicting_updates_lose_nothing_and_every_view_equals_the_fold(
             state = evolve(state, &event.change);
         }
     }
-    let KeyState::Live(folded) = state else { panic!("key not live after the fold") };
+    let KeyState::Live(folded) = state else {
+        panic!("key not live after the fold")
+    };
     let head = messages.last().unwrap().0;
     sys.wait_applied(head).await;
     for admin in &admins {
-        assert!(eventually(Duration::from_secs(5), || async { applied_seq_admin(&sys, admin).await >= head }).await);
+        assert!(
+            eventually(Duration::from_secs(5), || async {
+                applied_seq_admin(&sys, admin).await >= head
+            })
+            .await
+        );
         let view: Value = sys
             .http
             .get(format!("{admin}/v1/keys/{}", key.id))
@@ -86,25 +112,45 @@ async fn twenty_conflicting_updates_lose_nothing_and_every_view_equals_the_fold(
         _ => StatusCode::OK,
     };
     for method in ["GET", "POST"] {
-        assert_eq!(sys.verify_all(&key.key, method).await, [expect(method), expect(method)], "{method}");
+        assert_eq!(
+            sys.verify_all(&key.key, method).await,
+            [expect(method), expect(method)],
+            "{method}"
+        );
     }
     second.stop().await;
 }
 
 async fn applied_seq_admin(sys: &System, admin: &str) -> u64 {
-    let Ok(r) = sys.http.get(format!("{admin}/v1/status")).bearer_auth(&sys.token).send().await else {
+    let Ok(r) = sys
+        .http
+        .get(format!("{admin}/v1/status"))
+        .bearer_auth(&sys.token)
+        .send()
+        .await
+    else {
         return 0;
     };
-    r.json::<Value>().await.ok().and_then(|v| v["applied_seq"].as_u64()).unwrap_or(0)
+    r.json::<Value>()
+        .await
+        .ok()
+        .and_then(|v| v["applied_seq"].as_u64())
+        .unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn creates_through_two_admins_interleave_without_loss() {
     let sys = System::with_nodes(1).await.unwrap();
-    let second = RunningAdmin::start(&sys.nats.url(), &sys.stream, &sys.token).await.unwrap();
+    let second = RunningAdmin::start(&sys.nats.url(), &sys.stream, &sys.token)
+        .await
+        .unwrap();
     let mut calls = Vec::new();
     for i in 0..20usize {
-        let url = if i % 2 == 0 { sys.admin.url.clone() } else { second.url.clone() };
+        let url = if i % 2 == 0 {
+            sys.admin.url.clone()
+        } else {
+            second.url.clone()
+        };
         let http = sys.http.clone();
         let token = sys.token.clone();
         calls.push(tokio::spawn(async move {

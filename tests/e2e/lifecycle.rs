@@ -21,7 +21,13 @@ async fn create_then_both_nodes_accept_the_key() {
     assert_eq!(sys.verify_all(&key.key, "POST").await, [OK, OK]);
 
     // X-Key-Id names the key; the key itself is never echoed.
-    let r = sys.http.get(format!("{}/v1/verify", sys.nodes[0].url)).header("x-api-key", &key.key).send().await.unwrap();
+    let r = sys
+        .http
+        .get(format!("{}/v1/verify", sys.nodes[0].url))
+        .header("x-api-key", &key.key)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.headers()["x-key-id"], key.id.as_str());
     let text = format!("{:?}{}", r.headers().clone(), r.text().await.unwrap());
     assert!(!text.contains(&key.key));
@@ -31,7 +37,9 @@ async fn create_then_both_nodes_accept_the_key() {
 async fn read_only_key_reads_but_cannot_write() {
     let sys = System::start().await.unwrap();
     // read_only defaults to true.
-    let (status, body) = sys.admin_call(Method::POST, "/v1/keys", Some(json!({ "name": "reader" }))).await;
+    let (status, body) = sys
+        .admin_call(Method::POST, "/v1/keys", Some(json!({ "name": "reader" })))
+        .await;
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(body["read_only"], true);
     assert_eq!(body["enabled"], true);
@@ -41,20 +49,37 @@ async fn read_only_key_reads_but_cannot_write() {
         assert_eq!(sys.verify_all(&key, method).await, [OK, OK], "{method}");
     }
     for method in ["POST", "PUT", "PATCH", "DELETE"] {
-        assert_eq!(sys.verify_all(&key, method).await, [FORBIDDEN, FORBIDDEN], "{method}");
+        assert_eq!(
+            sys.verify_all(&key, method).await,
+            [FORBIDDEN, FORBIDDEN],
+            "{method}"
+        );
     }
     // X-Original-Method (nginx) works too; without either, the request's own method counts.
     let node = &sys.nodes[1].url;
-    let r = sys.http.get(format!("{node}/v1/verify")).header("x-api-key", &key).header("x-original-method", "DELETE");
+    let r = sys
+        .http
+        .get(format!("{node}/v1/verify"))
+        .header("x-api-key", &key)
+        .header("x-original-method", "DELETE");
     assert_eq!(r.send().await.unwrap().status(), FORBIDDEN);
-    let r = sys.http.post(format!("{node}/v1/verify")).header("x-api-key", &key);
+    let r = sys
+        .http
+        .post(format!("{node}/v1/verify"))
+        .header("x-api-key", &key);
     assert_eq!(r.send().await.unwrap().status(), FORBIDDEN);
 
     // The example API behind the tower Layer agrees.
     let items = format!("{node}/example/items");
     let r = sys.http.get(&items).bearer_auth(&key).send().await.unwrap();
     assert_eq!(r.status(), OK);
-    let r = sys.http.post(&items).bearer_auth(&key).send().await.unwrap();
+    let r = sys
+        .http
+        .post(&items)
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), FORBIDDEN);
     let r = sys.http.get(&items).send().await.unwrap();
     assert_eq!(r.status(), DENIED);
@@ -64,7 +89,12 @@ async fn read_only_key_reads_but_cannot_write() {
 async fn rename_and_scope_change_reach_both_nodes() {
     let sys = System::start().await.unwrap();
     let key = sys.create_key("old name", true).await;
-    let (status, body) = sys.update_key(&key.id, json!({ "name": "  new name  ", "read_only": false })).await;
+    let (status, body) = sys
+        .update_key(
+            &key.id,
+            json!({ "name": "  new name  ", "read_only": false }),
+        )
+        .await;
     assert_eq!(status, OK, "{body}");
     assert_eq!(body["name"], "new name");
     assert_eq!(body["read_only"], false);
@@ -72,14 +102,21 @@ async fn rename_and_scope_change_reach_both_nodes() {
     assert!(seq > key.seq);
     sys.wait_applied(seq).await;
     assert_eq!(sys.verify_all(&key.key, "POST").await, [OK, OK]);
-    let (_, got) = sys.admin_call(Method::GET, &format!("/v1/keys/{}", key.id), None).await;
+    let (_, got) = sys
+        .admin_call(Method::GET, &format!("/v1/keys/{}", key.id), None)
+        .await;
     assert_eq!(got["name"], "new name");
 
     // Both fields land in one message, as two events.
     let messages = sys.stream_messages().await;
     let (_, _, payload) = messages.iter().find(|(s, _, _)| *s == seq).unwrap();
     let commit: serde_json::Value = serde_json::from_slice(payload).unwrap();
-    let types: Vec<&str> = commit["events"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
+    let types: Vec<&str> = commit["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
     assert_eq!(types, ["Renamed", "ScopeChanged"]);
     for e in commit["events"].as_array().unwrap() {
         for field in ["v", "id", "key_id", "at", "actor", "request_id"] {
@@ -90,7 +127,10 @@ async fn rename_and_scope_change_reach_both_nodes() {
     // Back to read-only.
     let (_, body) = sys.update_key(&key.id, json!({ "read_only": true })).await;
     sys.wait_applied(body["seq"].as_u64().unwrap()).await;
-    assert_eq!(sys.verify_all(&key.key, "POST").await, [FORBIDDEN, FORBIDDEN]);
+    assert_eq!(
+        sys.verify_all(&key.key, "POST").await,
+        [FORBIDDEN, FORBIDDEN]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -129,14 +169,24 @@ async fn remove_rejects_everywhere_and_keeps_the_events() {
     assert_eq!(sys.verify_all(&key.key, "GET").await, [DENIED, DENIED]);
     assert_eq!(sys.verify_all(&other.key, "GET").await, [OK, OK]);
 
-    let (status, _) = sys.admin_call(Method::GET, &format!("/v1/keys/{}", key.id), None).await;
+    let (status, _) = sys
+        .admin_call(Method::GET, &format!("/v1/keys/{}", key.id), None)
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (_, list) = sys.admin_call(Method::GET, "/v1/keys", None).await;
-    let ids: Vec<&str> = list["keys"].as_array().unwrap().iter().map(|k| k["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = list["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, [other.id.as_str()]);
     // Removing again, or changing a removed key, is a 404.
     assert_eq!(sys.remove_key(&key.id).await.0, StatusCode::NOT_FOUND);
-    assert_eq!(sys.update_key(&key.id, json!({ "enabled": true })).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        sys.update_key(&key.id, json!({ "enabled": true })).await.0,
+        StatusCode::NOT_FOUND
+    );
 
     let subject = format!("KEYLEDGER.keys.{}", key.id);
     let kinds: Vec<String> = sys
@@ -146,7 +196,12 @@ async fn remove_rejects_everywhere_and_keeps_the_events() {
         .filter(|(_, s, _)| *s == subject)
         .flat_map(|(_, _, p)| {
             let v: serde_json::Value = serde_json::from_slice(p).unwrap();
-            v["events"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap().to_owned()).collect::<Vec<_>>()
+            v["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["type"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
         })
         .collect();
     assert_eq!(kinds, ["Created", "Removed"]);
@@ -159,33 +214,64 @@ async fn a_restarted_node_replays_the_stream() {
     let disabled = sys.create_key("disabled", false).await;
     let live = sys.create_key("live", true).await;
     sys.remove_key(&removed.id).await;
-    let (_, body) = sys.update_key(&disabled.id, json!({ "enabled": false })).await;
+    let (_, body) = sys
+        .update_key(&disabled.id, json!({ "enabled": false }))
+        .await;
     let head = body["seq"].as_u64().unwrap();
 
     let old = sys.nodes.remove(0);
     old.stop().await;
-    let node = RunningNode::start(&sys.nats.url(), &sys.stream).await.unwrap();
+    let node = RunningNode::start(&sys.nats.url(), &sys.stream)
+        .await
+        .unwrap();
     let ready = eventually(Duration::from_secs(10), || async {
-        sys.http.get(format!("{}/readyz", node.url)).send().await.is_ok_and(|r| r.status() == OK)
+        sys.http
+            .get(format!("{}/readyz", node.url))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == OK)
     })
     .await;
     assert!(ready);
-    let status: serde_json::Value =
-        sys.http.get(format!("{}/v1/status", node.url)).send().await.unwrap().json().await.unwrap();
+    let status: serde_json::Value = sys
+        .http
+        .get(format!("{}/v1/status", node.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(status["applied_seq"], head);
     assert_eq!(status["stream_head_at_start"], head);
     assert_eq!(status["keys"], 2);
-    assert_eq!(verify_at(&sys.http, &node.url, &removed.key, "GET").await, DENIED);
-    assert_eq!(verify_at(&sys.http, &node.url, &disabled.key, "GET").await, DENIED);
+    assert_eq!(
+        verify_at(&sys.http, &node.url, &removed.key, "GET").await,
+        DENIED
+    );
+    assert_eq!(
+        verify_at(&sys.http, &node.url, &disabled.key, "GET").await,
+        DENIED
+    );
     assert_eq!(verify_at(&sys.http, &node.url, &live.key, "GET").await, OK);
-    assert_eq!(verify_at(&sys.http, &node.url, &live.key, "POST").await, FORBIDDEN);
+    assert_eq!(
+        verify_at(&sys.http, &node.url, &live.key, "POST").await,
+        FORBIDDEN
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_on_an_empty_stream_picks_up_later_keys() {
     let sys = System::with_nodes(1).await.unwrap();
-    let status: serde_json::Value =
-        sys.http.get(format!("{}/v1/status", sys.nodes[0].url)).send().await.unwrap().json().await.unwrap();
+    let status: serde_json::Value = sys
+        .http
+        .get(format!("{}/v1/status", sys.nodes[0].url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(status["applied_seq"], 0);
     assert_eq!(status["ready"], true);
     let key = sys.create_key("later", false).await;
@@ -216,13 +302,29 @@ async fn near_miss_keys_are_rejected() {
         misses.push(String::from_utf8(bytes).unwrap());
     }
     for miss in misses.iter().filter(|m| m.as_str() != k) {
-        assert_eq!(sys.verify_all(miss, "GET").await, [DENIED, DENIED], "{miss:?}");
+        assert_eq!(
+            sys.verify_all(miss, "GET").await,
+            [DENIED, DENIED],
+            "{miss:?}"
+        );
     }
     // Missing, or two different keys in one request.
     let node = &sys.nodes[0].url;
-    let r = sys.http.get(format!("{node}/v1/verify")).send().await.unwrap();
+    let r = sys
+        .http
+        .get(format!("{node}/v1/verify"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), DENIED);
-    let r = sys.http.get(format!("{node}/v1/verify")).bearer_auth(k).header("x-api-key", &misses[1]).send().await.unwrap();
+    let r = sys
+        .http
+        .get(format!("{node}/v1/verify"))
+        .bearer_auth(k)
+        .header("x-api-key", &misses[1])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), DENIED);
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "conflicting_keys");
@@ -235,7 +337,11 @@ async fn listing_searches_and_pages_without_skips_or_repeats() {
     let sys = System::with_nodes(0).await.unwrap();
     let mut billing = Vec::new();
     for i in 0..23 {
-        let name = if i % 2 == 0 { format!("Billing worker {i}") } else { format!("search {i}") };
+        let name = if i % 2 == 0 {
+            format!("Billing worker {i}")
+        } else {
+            format!("search {i}")
+        };
         let key = sys.create_key(&name, true).await;
         if i % 2 == 0 {
             billing.push(key.id);
@@ -253,7 +359,10 @@ async fn listing_searches_and_pages_without_skips_or_repeats() {
         assert_eq!(status, OK, "{body}");
         pages += 1;
         for k in body["keys"].as_array().unwrap() {
-            assert!(k.get("key").is_none() && k.get("hash").is_none(), "listing leaks secrets: {k}");
+            assert!(
+                k.get("key").is_none() && k.get("hash").is_none(),
+                "listing leaks secrets: {k}"
+            );
             seen.push(k["id"].as_str().unwrap().to_owned());
         }
         match body["next_cursor"].as_str() {
@@ -265,7 +374,18 @@ async fn listing_searches_and_pages_without_skips_or_repeats() {
     assert_eq!(pages, 3);
     // Search by prefix.
     let key = sys.create_key("zzz", true).await;
-    let (_, body) = sys.admin_call(Method::GET, &format!("/v1/keys?q={}", &key.prefix[..6]), None).await;
-    let ids: Vec<&str> = body["keys"].as_array().unwrap().iter().map(|k| k["id"].as_str().unwrap()).collect();
+    let (_, body) = sys
+        .admin_call(
+            Method::GET,
+            &format!("/v1/keys?q={}", &key.prefix[..6]),
+            None,
+        )
+        .await;
+    let ids: Vec<&str> = body["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["id"].as_str().unwrap())
+        .collect();
     assert!(ids.contains(&key.id.as_str()));
 }

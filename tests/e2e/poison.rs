@@ -9,11 +9,23 @@ use serde_json::{Value, json};
 async fn publish_raw(sys: &System, subject: &str, payload: &str) -> u64 {
     let client = async_nats::connect(sys.nats.url()).await.unwrap();
     let js = async_nats::jetstream::new(client);
-    js.publish(subject.to_owned(), payload.to_owned().into()).await.unwrap().await.unwrap().sequence
+    js.publish(subject.to_owned(), payload.to_owned().into())
+        .await
+        .unwrap()
+        .await
+        .unwrap()
+        .sequence
 }
 
 async fn status(sys: &System, i: usize) -> Value {
-    sys.http.get(format!("{}/v1/status", sys.nodes[i].url)).send().await.unwrap().json().await.unwrap()
+    sys.http
+        .get(format!("{}/v1/status", sys.nodes[i].url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -26,18 +38,34 @@ async fn an_undecodable_event_makes_its_key_fail_closed() {
     // An event type from the future, addressed to the victim.
     let future = json!({ "events": [{ "v": 1, "type": "Transferred", "id": "0193a0b1-0000-7000-8000-000000000009",
         "key_id": victim.id, "at": "2026-12-01T10:00:00Z", "actor": { "type": "bootstrap" }, "request_id": "x", "data": {} }] });
-    let seq = publish_raw(&sys, &format!("KEYLEDGER.keys.{}", victim.id), &future.to_string()).await;
+    let seq = publish_raw(
+        &sys,
+        &format!("KEYLEDGER.keys.{}", victim.id),
+        &future.to_string(),
+    )
+    .await;
     sys.wait_applied(seq).await;
 
     for i in 0..2 {
-        let r = sys.http.get(format!("{}/v1/verify", sys.nodes[i].url)).bearer_auth(&victim.key).send().await.unwrap();
+        let r = sys
+            .http
+            .get(format!("{}/v1/verify", sys.nodes[i].url))
+            .bearer_auth(&victim.key)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
         let body: Value = r.json().await.unwrap();
         assert_eq!(body["error"]["code"], "key_state_unknown");
         let s = status(&sys, i).await;
         assert_eq!(s["poisoned_keys"][0]["key_id"], victim.id.as_str(), "{s}");
         assert_eq!(s["poisoned_keys"][0]["seq"], seq);
-        assert!(s["poisoned_keys"][0]["reason"].as_str().unwrap().contains("Transferred"));
+        assert!(
+            s["poisoned_keys"][0]["reason"]
+                .as_str()
+                .unwrap()
+                .contains("Transferred")
+        );
         // The node stays up and keeps serving the other keys.
         assert_eq!(sys.verify(i, &bystander.key, "POST").await, StatusCode::OK);
     }
@@ -48,7 +76,10 @@ async fn an_undecodable_event_makes_its_key_fail_closed() {
     // New keys still work.
     let fresh = sys.create_key("fresh", false).await;
     sys.wait_applied(fresh.seq).await;
-    assert_eq!(sys.verify_all(&fresh.key, "GET").await, [StatusCode::OK, StatusCode::OK]);
+    assert_eq!(
+        sys.verify_all(&fresh.key, "GET").await,
+        [StatusCode::OK, StatusCode::OK]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -60,11 +91,22 @@ async fn an_event_on_the_wrong_subject_poisons_both_keys() {
     // A valid-looking Disabled for `a`, stored under `b`'s subject.
     let wrong = json!({ "events": [{ "v": 1, "type": "Disabled", "id": "0193a0b1-0000-7000-8000-000000000009",
         "key_id": a.id, "at": "2026-12-01T10:00:00Z", "actor": { "type": "bootstrap" }, "request_id": "x", "data": {} }] });
-    let seq = publish_raw(&sys, &format!("KEYLEDGER.keys.{}", b.id), &wrong.to_string()).await;
+    let seq = publish_raw(
+        &sys,
+        &format!("KEYLEDGER.keys.{}", b.id),
+        &wrong.to_string(),
+    )
+    .await;
     sys.wait_applied(seq).await;
     assert_eq!(sys.verify(0, &a.key, "GET").await, StatusCode::UNAUTHORIZED);
     assert_eq!(sys.verify(0, &b.key, "GET").await, StatusCode::UNAUTHORIZED);
-    assert_eq!(status(&sys, 0).await["poisoned_keys"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        status(&sys, 0).await["poisoned_keys"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -73,13 +115,31 @@ async fn garbage_that_names_no_key_seals_the_node() {
     let key = sys.create_key("k", false).await;
     sys.wait_applied(key.seq).await;
     let seq = publish_raw(&sys, "KEYLEDGER.keys.not-a-key-id", "\u{0}garbage").await;
-    assert!(eventually(Duration::from_secs(5), || async { applied_seq(&sys.http, &sys.nodes[0].url).await >= seq }).await);
-    assert_eq!(sys.verify(0, &key.key, "GET").await, StatusCode::UNAUTHORIZED);
-    let r = sys.http.get(format!("{}/readyz", sys.nodes[0].url)).send().await.unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            applied_seq(&sys.http, &sys.nodes[0].url).await >= seq
+        })
+        .await
+    );
+    assert_eq!(
+        sys.verify(0, &key.key, "GET").await,
+        StatusCode::UNAUTHORIZED
+    );
+    let r = sys
+        .http
+        .get(format!("{}/readyz", sys.nodes[0].url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["sealed"]["seq"], seq);
     // Health is separate from readiness: the process is alive.
-    let r = sys.http.get(format!("{}/healthz", sys.nodes[0].url)).send().await.unwrap();
+    let r = sys
+        .http
+        .get(format!("{}/healthz", sys.nodes[0].url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
 }

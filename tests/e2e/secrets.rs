@@ -26,7 +26,9 @@ fn files_under(dir: &Path) -> Vec<(String, Vec<u8>)> {
 }
 
 fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -35,25 +37,48 @@ async fn no_raw_key_or_admin_token_appears_in_logs_or_storage() {
     let dir = tempfile::tempdir().unwrap();
     let token = "secret-admin-token-9f8e7d6c5b4a";
     let (admin_port, p1, p2) = (free_port(), free_port(), free_port());
-    let debug = "debug,keyledger=trace,keyledger_admin=trace,keyledger_node=trace,keyledger_eventlog=trace";
+    let debug =
+        "debug,keyledger=trace,keyledger_admin=trace,keyledger_node=trace,keyledger_eventlog=trace";
     let url = nats.url();
     let common = [("KEYLEDGER_NATS_URL", url.as_str()), ("RUST_LOG", debug)];
     let admin_listen = format!("127.0.0.1:{admin_port}");
     let mut envs = common.to_vec();
     envs.push(("KEYLEDGER_ADMIN_TOKEN", token));
-    let mut procs = vec![Process::spawn("admin", dir.path(), &["admin", "--listen", &admin_listen], &envs).unwrap()];
+    let mut procs = vec![
+        Process::spawn(
+            "admin",
+            dir.path(),
+            &["admin", "--listen", &admin_listen],
+            &envs,
+        )
+        .unwrap(),
+    ];
     let mut json_envs = common.to_vec();
     json_envs.push(("KEYLEDGER_LOG_FORMAT", "json"));
     for (i, port) in [p1, p2].iter().enumerate() {
         let listen = format!("127.0.0.1:{port}");
-        procs.push(Process::spawn(&format!("node{i}"), dir.path(), &["node", "--listen", &listen], &json_envs).unwrap());
+        procs.push(
+            Process::spawn(
+                &format!("node{i}"),
+                dir.path(),
+                &["node", "--listen", &listen],
+                &json_envs,
+            )
+            .unwrap(),
+        );
     }
     let http = reqwest::Client::new();
     let admin = format!("http://{admin_listen}");
-    let nodes = [format!("http://127.0.0.1:{p1}"), format!("http://127.0.0.1:{p2}")];
+    let nodes = [
+        format!("http://127.0.0.1:{p1}"),
+        format!("http://127.0.0.1:{p2}"),
+    ];
     for base in std::iter::once(&admin).chain(nodes.iter()) {
         let up = eventually(Duration::from_secs(15), || async {
-            http.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status() == StatusCode::OK)
+            http.get(format!("{base}/readyz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == StatusCode::OK)
         })
         .await;
         assert!(up, "{base} not ready");
@@ -64,7 +89,13 @@ async fn no_raw_key_or_admin_token_appears_in_logs_or_storage() {
     let mut responses = String::new();
     let mut ids = Vec::new();
     for (name, read_only) in [("alpha", true), ("beta", false), ("gamma", false)] {
-        let r = http.post(format!("{admin}/v1/keys")).bearer_auth(token).json(&json!({ "name": name, "read_only": read_only })).send().await.unwrap();
+        let r = http
+            .post(format!("{admin}/v1/keys"))
+            .bearer_auth(token)
+            .json(&json!({ "name": name, "read_only": read_only }))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), StatusCode::CREATED);
         let body: Value = r.json().await.unwrap();
         responses.push_str(&body.to_string());
@@ -73,27 +104,81 @@ async fn no_raw_key_or_admin_token_appears_in_logs_or_storage() {
     }
     for node in &nodes {
         for key in &raw_keys {
-            assert!(eventually(Duration::from_secs(5), || async { verify_at(&http, node, key, "GET").await == StatusCode::OK }).await);
+            assert!(
+                eventually(Duration::from_secs(5), || async {
+                    verify_at(&http, node, key, "GET").await == StatusCode::OK
+                })
+                .await
+            );
             verify_at(&http, node, key, "POST").await;
             // Near misses and conflicting headers, which take the error paths.
             verify_at(&http, node, &format!("{key}x"), "GET").await;
-            let _ = http.get(format!("{node}/v1/verify")).bearer_auth(key).header("x-api-key", &raw_keys[0][..39]).send().await;
-            let _ = http.post(format!("{node}/example/items")).header("x-api-key", key).send().await;
+            let _ = http
+                .get(format!("{node}/v1/verify"))
+                .bearer_auth(key)
+                .header("x-api-key", &raw_keys[0][..39])
+                .send()
+                .await;
+            let _ = http
+                .post(format!("{node}/example/items"))
+                .header("x-api-key", key)
+                .send()
+                .await;
         }
     }
     let patch = |id: &String, body: Value| {
-        http.patch(format!("{admin}/v1/keys/{id}")).bearer_auth(token).json(&body).send()
+        http.patch(format!("{admin}/v1/keys/{id}"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
     };
-    assert_eq!(patch(&ids[0], json!({ "name": "alpha renamed", "read_only": false })).await.unwrap().status(), StatusCode::OK);
-    assert_eq!(patch(&ids[1], json!({ "enabled": false })).await.unwrap().status(), StatusCode::OK);
-    assert_eq!(patch(&ids[1], json!({ "enabled": true })).await.unwrap().status(), StatusCode::OK);
-    let r = http.delete(format!("{admin}/v1/keys/{}", ids[2])).bearer_auth(token).send().await.unwrap();
+    assert_eq!(
+        patch(
+            &ids[0],
+            json!({ "name": "alpha renamed", "read_only": false })
+        )
+        .await
+        .unwrap()
+        .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        patch(&ids[1], json!({ "enabled": false }))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        patch(&ids[1], json!({ "enabled": true }))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    let r = http
+        .delete(format!("{admin}/v1/keys/{}", ids[2]))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let r = http.get(format!("{admin}/v1/keys?q={}", &raw_keys[0][..8])).bearer_auth(token).send().await.unwrap();
+    let r = http
+        .get(format!("{admin}/v1/keys?q={}", &raw_keys[0][..8]))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
     responses.push_str(&r.text().await.unwrap());
     // Someone pastes a raw key where a name goes, or as the admin token: the
     // error answers must not echo it.
-    let r = http.post(format!("{admin}/v1/keys")).bearer_auth(&raw_keys[1]).json(&json!({ "name": "x" })).send().await.unwrap();
+    let r = http
+        .post(format!("{admin}/v1/keys"))
+        .bearer_auth(&raw_keys[1])
+        .json(&json!({ "name": "x" }))
+        .send()
+        .await
+        .unwrap();
     let body = r.text().await.unwrap();
     assert!(!body.contains(&raw_keys[1]));
 
@@ -107,10 +192,19 @@ async fn no_raw_key_or_admin_token_appears_in_logs_or_storage() {
 
     let mut written = files_under(dir.path());
     written.extend(files_under(&nats.store_dir()));
-    written.push(("nats-server.log".into(), std::fs::read(nats.log_path()).unwrap_or_default()));
-    assert!(written.iter().any(|(p, _)| p.ends_with("admin.err")), "logs were captured");
+    written.push((
+        "nats-server.log".into(),
+        std::fs::read(nats.log_path()).unwrap_or_default(),
+    ));
+    assert!(
+        written.iter().any(|(p, _)| p.ends_with("admin.err")),
+        "logs were captured"
+    );
     let logged: usize = written.iter().map(|(_, b)| b.len()).sum();
-    assert!(logged > 10_000, "suspiciously little was written: {logged} bytes");
+    assert!(
+        logged > 10_000,
+        "suspiciously little was written: {logged} bytes"
+    );
     for (path, bytes) in &written {
         for key in &raw_keys {
             assert!(!contains(bytes, key), "raw key found in {path}");
@@ -121,5 +215,10 @@ async fn no_raw_key_or_admin_token_appears_in_logs_or_storage() {
     }
     // The stored events do hold the prefixes (they are public), so the store was really searched.
     let store = files_under(&nats.store_dir());
-    assert!(raw_keys.iter().all(|k| store.iter().any(|(_, b)| contains(b, &k[..8]))), "store holds the events");
+    assert!(
+        raw_keys
+            .iter()
+            .all(|k| store.iter().any(|(_, b)| contains(b, &k[..8]))),
+        "store holds the events"
+    );
 }

@@ -11,8 +11,13 @@
 
 mod nats;
 mod process;
+mod stats;
 mod system;
 
 pub use nats::{NatsServer, nats_server_bin};
 pub use process::{Process, free_port};
-pub use system::{CreatedKey, RunningAdmin, RunningNode, System, applied_seq, eventually, keyledger_bin, verify_at};
+pub use stats::Summary;
+pub use system::{
+    CreatedKey, RunningAdmin, RunningNode, System, applied_seq, eventually, keyledger_bin,
+    verify_at,
+};

@@ -16,9 +16,11 @@ pub fn nats_server_bin() -> anyhow::Result<PathBuf> {
     if local.is_file() {
         return Ok(local);
     }
-    if let Some(path) = std::env::var_os("PATH")
-        .and_then(|p| std::env::split_paths(&p).map(|d| d.join("nats-server")).find(|p| p.is_file()))
-    {
+    if let Some(path) = std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join("nats-server"))
+            .find(|p| p.is_file())
+    }) {
         return Ok(path);
     }
     bail!("nats-server not found: run scripts/install-nats-server or set NATS_SERVER_BIN")
@@ -34,8 +36,14 @@ pub struct NatsServer {
 impl NatsServer {
     /// Starts a server on a port of its own choosing.
     pub fn start() -> anyhow::Result<Self> {
-        let dir = tempfile::Builder::new().prefix("keyledger-nats-").tempdir()?;
-        let mut server = Self { child: None, dir, port: 0 };
+        let dir = tempfile::Builder::new()
+            .prefix("keyledger-nats-")
+            .tempdir()?;
+        let mut server = Self {
+            child: None,
+            dir,
+            port: 0,
+        };
         server.spawn(None)?;
         Ok(server)
     }
@@ -50,7 +58,15 @@ impl NatsServer {
             .append(true)
             .open(self.dir.path().join("nats-server.log"))?;
         let child = Command::new(nats_server_bin()?)
-            .args(["-a", "127.0.0.1", "-p", &port_arg, "-js", "--http_port", "0"])
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &port_arg,
+                "-js",
+                "--http_port",
+                "0",
+            ])
             .arg("-sd")
             .arg(self.store_dir())
             .arg("--ports_file_dir")
@@ -67,12 +83,19 @@ impl NatsServer {
                 && let Ok(json) = serde_json::from_str::<serde_json::Value>(&text)
                 && let Some(url) = json["nats"][0].as_str()
             {
-                let port = url.rsplit(':').next().and_then(|p| p.parse().ok()).context("ports file")?;
+                let port = url
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| p.parse().ok())
+                    .context("ports file")?;
                 self.port = port;
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("nats-server did not start; see {}", self.dir.path().join("nats-server.log").display());
+                bail!(
+                    "nats-server did not start; see {}",
+                    self.dir.path().join("nats-server.log").display()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -10,7 +10,10 @@ use crate::keyledger_bin;
 
 /// A free loopback port (bound, read and released).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
 
 /// A `keyledger` child process whose stdout and stderr go to files.
@@ -24,7 +27,12 @@ pub struct Process {
 
 impl Process {
     /// Starts `keyledger <args>` with `envs`, writing output under `dir` as `<name>.out` / `<name>.err`.
-    pub fn spawn(name: &str, dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> anyhow::Result<Self> {
+    pub fn spawn(
+        name: &str,
+        dir: &Path,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let stdout = dir.join(format!("{name}.out"));
         let stderr = dir.join(format!("{name}.err"));
         let mut command = Command::new(keyledger_bin()?);
@@ -42,7 +50,11 @@ impl Process {
             .stderr(std::fs::File::create(&stderr)?)
             .spawn()
             .context("cannot start keyledger")?;
-        Ok(Self { child: Some(child), stdout, stderr })
+        Ok(Self {
+            child: Some(child),
+            stdout,
+            stderr,
+        })
     }
 
     /// Sends SIGTERM and waits (at most 15 s) for the exit.

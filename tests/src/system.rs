@@ -38,15 +38,23 @@ where
 /// The `keyledger` binary built next to this test binary.
 pub fn keyledger_bin() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
-    let dir = exe.parent().and_then(|d| d.parent()).context("test binary location")?;
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .context("test binary location")?;
     let bin = dir.join("keyledger");
     if !bin.is_file() {
-        bail!("{} not found: run `cargo build -p keyledger-cli` first (scripts/test does)", bin.display());
+        bail!(
+            "{} not found: run `cargo build -p keyledger-cli` first (scripts/test does)",
+            bin.display()
+        );
     }
     Ok(bin)
 }
 
-async fn serve(router: axum::Router) -> anyhow::Result<(SocketAddr, oneshot::Sender<()>, JoinHandle<()>)> {
+async fn serve(
+    router: axum::Router,
+) -> anyhow::Result<(SocketAddr, oneshot::Sender<()>, JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let (tx, rx) = oneshot::channel::<()>();
@@ -84,10 +92,18 @@ impl RunningAdmin {
     /// Starts an admin service on `stream` at `nats_url`.
     pub async fn start(nats_url: &str, stream: &str, token: &str) -> anyhow::Result<Self> {
         let log = EventLog::connect(nats_url, stream).await?;
-        let config = AdminConfig { token: AdminToken::new(token)?, stream: StreamOptions::default() };
+        let config = AdminConfig {
+            token: AdminToken::new(token)?,
+            stream: StreamOptions::default(),
+        };
         let admin = Admin::start(log, config).await?;
         let (addr, stop, task) = serve(admin.router()).await?;
-        Ok(Self { url: format!("http://{addr}"), admin, stop: Some(stop), task })
+        Ok(Self {
+            url: format!("http://{addr}"),
+            admin,
+            stop: Some(stop),
+            task,
+        })
     }
 
     /// Stops serving and stops the feed.
@@ -105,7 +121,12 @@ impl RunningNode {
         let log = EventLog::connect(nats_url, stream).await?;
         let node = Node::start(log);
         let (addr, stop, task) = serve(node.router()).await?;
-        Ok(Self { url: format!("http://{addr}"), node, stop: Some(stop), task })
+        Ok(Self {
+            url: format!("http://{addr}"),
+            node,
+            stop: Some(stop),
+            task,
+        })
     }
 
     /// Stops serving and stops the feed.
@@ -162,8 +183,17 @@ impl System {
         for _ in 0..n {
             nodes.push(RunningNode::start(&nats.url(), &stream).await?);
         }
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
-        let system = Self { nats, admin, nodes, token, stream, http };
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()?;
+        let system = Self {
+            nats,
+            admin,
+            nodes,
+            token,
+            stream,
+            http,
+        };
         system.wait_ready().await?;
         Ok(system)
     }
@@ -186,7 +216,12 @@ impl System {
     }
 
     /// Calls the admin API with the admin token. Returns status and JSON body.
-    pub async fn admin_call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    pub async fn admin_call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut req = self
             .http
             .request(method, format!("{}{path}", self.admin.url))
@@ -197,13 +232,21 @@ impl System {
         let response = req.send().await.expect("admin answers");
         let status = response.status();
         let text = response.text().await.expect("admin body");
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     /// Creates a key and checks the answer's shape.
     pub async fn create_key(&self, name: &str, read_only: bool) -> CreatedKey {
-        let (status, body) =
-            self.admin_call(Method::POST, "/v1/keys", Some(json!({ "name": name, "read_only": read_only }))).await;
+        let (status, body) = self
+            .admin_call(
+                Method::POST,
+                "/v1/keys",
+                Some(json!({ "name": name, "read_only": read_only })),
+            )
+            .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         CreatedKey {
             id: body["id"].as_str().expect("id").to_owned(),
@@ -215,12 +258,14 @@ impl System {
 
     /// PATCHes a key; returns status and body.
     pub async fn update_key(&self, id: &str, body: Value) -> (StatusCode, Value) {
-        self.admin_call(Method::PATCH, &format!("/v1/keys/{id}"), Some(body)).await
+        self.admin_call(Method::PATCH, &format!("/v1/keys/{id}"), Some(body))
+            .await
     }
 
     /// DELETEs a key; returns status and body.
     pub async fn remove_key(&self, id: &str) -> (StatusCode, Value) {
-        self.admin_call(Method::DELETE, &format!("/v1/keys/{id}"), None).await
+        self.admin_call(Method::DELETE, &format!("/v1/keys/{id}"), None)
+            .await
     }
 
     /// Asks node `i` to verify `key` for `method` (sent as X-Forwarded-Method).
@@ -250,7 +295,9 @@ impl System {
 
     /// Every message in the stream, in order: (seq, subject, payload).
     pub async fn stream_messages(&self) -> Vec<(u64, String, Vec<u8>)> {
-        let log = EventLog::connect(&self.nats.url(), &self.stream).await.expect("connect");
+        let log = EventLog::connect(&self.nats.url(), &self.stream)
+            .await
+            .expect("connect");
         let head = log.head().await.expect("head");
         let mut out = Vec::new();
         for seq in 1..=head {
@@ -263,7 +310,12 @@ impl System {
 }
 
 /// Verifies `key` at a node, with `method` as `X-Forwarded-Method`.
-pub async fn verify_at(http: &reqwest::Client, node_url: &str, key: &str, method: &str) -> StatusCode {
+pub async fn verify_at(
+    http: &reqwest::Client,
+    node_url: &str,
+    key: &str,
+    method: &str,
+) -> StatusCode {
     http.get(format!("{node_url}/v1/verify"))
         .header("authorization", format!("Bearer {key}"))
         .header("x-forwarded-method", method)
@@ -275,6 +327,12 @@ pub async fn verify_at(http: &reqwest::Client, node_url: &str, key: &str, method
 
 /// A node's (or admin's) applied sequence, from `/v1/status`.
 pub async fn applied_seq(http: &reqwest::Client, node_url: &str) -> u64 {
-    let Ok(r) = http.get(format!("{node_url}/v1/status")).send().await else { return 0 };
-    r.json::<Value>().await.ok().and_then(|v| v["applied_seq"].as_u64()).unwrap_or(0)
+    let Ok(r) = http.get(format!("{node_url}/v1/status")).send().await else {
+        return 0;
+    };
+    r.json::<Value>()
+        .await
+        .ok()
+        .and_then(|v| v["applied_seq"].as_u64())
+        .unwrap_or(0)
 }

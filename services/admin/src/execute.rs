@@ -32,14 +32,19 @@ pub(crate) async fn execute(
     mut make: impl FnMut(&AppState) -> Result<Command, ApiError>,
 ) -> Result<Appended, ApiError> {
     if !state.feed.borrow().caught_up {
-        return Err(ApiError::Unavailable("still replaying the event stream; retry shortly".into()));
+        return Err(ApiError::Unavailable(
+            "still replaying the event stream; retry shortly".into(),
+        ));
     }
     // One command at a time per process; races with other processes are
     // settled by the stream's expected last sequence.
     let _turn = state.append_turn.lock().await;
     for attempt in 0..ATTEMPTS {
         let position = state.catalogue.position();
-        let key_state = state.catalogue.state(&key_id).map_err(ApiError::KeyStateUnknown)?;
+        let key_state = state
+            .catalogue
+            .state(&key_id)
+            .map_err(ApiError::KeyStateUnknown)?;
         let command = make(state)?;
         let changes = decide(&key_state, &command).map_err(|e| match e {
             KeyError::NotFound => ApiError::KeyNotFound(key_id.to_string()),
@@ -66,12 +71,25 @@ pub(crate) async fn execute(
             ApiError::Internal
         })?;
         let msg_id = commit.id().to_string();
-        match state.log.append(&key_id.to_string(), position, &msg_id, commit.encode().into()).await {
+        match state
+            .log
+            .append(
+                &key_id.to_string(),
+                position,
+                &msg_id,
+                commit.encode().into(),
+            )
+            .await
+        {
             Ok(seq) => {
                 // The stream's last sequence was `position`, so this commit
                 // directly follows what the catalogue holds.
                 state.catalogue.apply(seq, &commit);
-                let kinds: Vec<&str> = commit.events().iter().map(|e| e.change.type_name()).collect();
+                let kinds: Vec<&str> = commit
+                    .events()
+                    .iter()
+                    .map(|e| e.change.type_name())
+                    .collect();
                 tracing::info!(%key_id, seq, events = ?kinds, actor = ctx.actor.label(), "appended");
                 return Ok(Appended { seq });
             }
@@ -82,12 +100,15 @@ pub(crate) async fn execute(
             Err(AppendError::Unavailable(reason)) => {
                 tracing::error!(%key_id, %reason, "append not confirmed");
                 return Err(ApiError::Unavailable(
-                    "the event log did not confirm the change; check the key before retrying".into(),
+                    "the event log did not confirm the change; check the key before retrying"
+                        .into(),
                 ));
             }
             Err(AppendError::Refused(reason)) => {
                 tracing::error!(%key_id, %reason, "append refused");
-                return Err(ApiError::Unavailable("the event log refused the change".into()));
+                return Err(ApiError::Unavailable(
+                    "the event log refused the change".into(),
+                ));
             }
         }
     }
@@ -108,8 +129,15 @@ async fn catch_up(state: &AppState) -> Result<(), ApiError> {
             }
         }
     };
-    if tokio::time::timeout(Duration::from_secs(2), wait).await.is_err() {
-        tracing::warn!(head, position = state.catalogue.position(), "catalogue did not catch up in time");
+    if tokio::time::timeout(Duration::from_secs(2), wait)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            head,
+            position = state.catalogue.position(),
+            "catalogue did not catch up in time"
+        );
     }
     Ok(())
 }
@@ -117,5 +145,6 @@ async fn catch_up(state: &AppState) -> Result<(), ApiError> {
 /// Now, to the microsecond (the precision events keep).
 fn now() -> OffsetDateTime {
     let t = OffsetDateTime::now_utc();
-    t.replace_nanosecond(t.nanosecond() / 1_000 * 1_000).unwrap_or(t)
+    t.replace_nanosecond(t.nanosecond() / 1_000 * 1_000)
+        .unwrap_or(t)
 }

@@ -29,7 +29,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
             return Err(ApiError::UnsupportedMediaType);
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|e| match e {
-            BytesRejection::FailedToBufferBody(_) if e.status() == 413 => ApiError::PayloadTooLarge(BODY_LIMIT),
+            BytesRejection::FailedToBufferBody(_) if e.status() == 413 => {
+                ApiError::PayloadTooLarge(BODY_LIMIT)
+            }
             other => ApiError::bad_request("unreadable_body", other.body_text()),
         })?;
         parse(&bytes).map(JsonBody)
@@ -40,9 +42,10 @@ pub(crate) fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| {
         use serde_json::error::Category;
         match e.classify() {
-            Category::Syntax | Category::Eof | Category::Io => {
-                ApiError::bad_request("invalid_json", format!("request body is not valid JSON: {e}"))
-            }
+            Category::Syntax | Category::Eof | Category::Io => ApiError::bad_request(
+                "invalid_json",
+                format!("request body is not valid JSON: {e}"),
+            ),
             Category::Data => ApiError::unprocessable("invalid_body", e.to_string()),
         }
     })

@@ -3,10 +3,10 @@
 use std::sync::Arc;
 
 use axum::Extension;
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::Json;
 use keyledger_events::{ApiKey, Command, KeyId, KeyName};
 use keyledger_projections::KeyView;
 use serde::{Deserialize, Serialize};
@@ -61,7 +61,7 @@ struct Changed {
 }
 
 #[derive(Serialize)]
-struct Removed {
+struct RemovedKey {
     id: KeyId,
     removed: bool,
     seq: u64,
@@ -78,7 +78,8 @@ fn name(raw: &str) -> Result<KeyName, ApiError> {
 }
 
 fn key_id(raw: &str) -> Result<KeyId, ApiError> {
-    raw.parse().map_err(|_| ApiError::KeyNotFound(raw.chars().take(64).collect()))
+    raw.parse()
+        .map_err(|_| ApiError::KeyNotFound(raw.chars().take(64).collect()))
 }
 
 pub(crate) async fn create(
@@ -115,7 +116,11 @@ pub(crate) async fn create(
     let view = state.catalogue.get(&id).ok_or(ApiError::Internal)?;
     let key = secret.ok_or(ApiError::Internal)?;
     tracing::info!(key_id = %id, prefix = %view.prefix, "key created");
-    let body = Created { view, key: key.expose_secret().to_owned(), seq: appended.seq };
+    let body = Created {
+        view,
+        key: key.expose_secret().to_owned(),
+        seq: appended.seq,
+    };
     Ok((StatusCode::CREATED, Json(body)))
 }
 
@@ -125,7 +130,10 @@ pub(crate) async fn list(
 ) -> Result<Json<impl Serialize>, ApiError> {
     let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::bad_request("invalid_limit", format!("limit must be 1 to {MAX_LIMIT}")));
+        return Err(ApiError::bad_request(
+            "invalid_limit",
+            format!("limit must be 1 to {MAX_LIMIT}"),
+        ));
     }
     let after = match params.cursor.as_deref() {
         None | Some("") => None,
@@ -134,10 +142,16 @@ pub(crate) async fn list(
         })?),
     };
     if params.q.as_ref().is_some_and(|q| q.chars().count() > 200) {
-        return Err(ApiError::bad_request("invalid_query", "q must be at most 200 characters"));
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "q must be at most 200 characters",
+        ));
     }
     let page = state.catalogue.search(params.q.as_deref(), after, limit);
-    Ok(Json(Listing { keys: page.keys, next_cursor: page.next.map(|id| id.to_string()) }))
+    Ok(Json(Listing {
+        keys: page.keys,
+        next_cursor: page.next.map(|id| id.to_string()),
+    }))
 }
 
 pub(crate) async fn get(
@@ -145,7 +159,11 @@ pub(crate) async fn get(
     Path(id): Path<String>,
 ) -> Result<Json<KeyView>, ApiError> {
     let id = key_id(&id)?;
-    state.catalogue.get(&id).map(Json).ok_or_else(|| ApiError::KeyNotFound(id.to_string()))
+    state
+        .catalogue
+        .get(&id)
+        .map(Json)
+        .ok_or_else(|| ApiError::KeyNotFound(id.to_string()))
 }
 
 pub(crate) async fn update(
@@ -162,10 +180,20 @@ pub(crate) async fn update(
         ));
     }
     let new_name = body.name.as_deref().map(name).transpose()?;
-    let command = Command::Update { name: new_name, read_only: body.read_only, enabled: body.enabled };
+    let command = Command::Update {
+        name: new_name,
+        read_only: body.read_only,
+        enabled: body.enabled,
+    };
     let appended = execute(&state, id, &ctx, |_| Ok(command.clone())).await?;
-    let view = state.catalogue.get(&id).ok_or_else(|| ApiError::KeyNotFound(id.to_string()))?;
-    Ok(Json(Changed { view, seq: appended.seq }))
+    let view = state
+        .catalogue
+        .get(&id)
+        .ok_or_else(|| ApiError::KeyNotFound(id.to_string()))?;
+    Ok(Json(Changed {
+        view,
+        seq: appended.seq,
+    }))
 }
 
 pub(crate) async fn remove(
@@ -175,5 +203,9 @@ pub(crate) async fn remove(
 ) -> Result<Json<impl Serialize>, ApiError> {
     let id = key_id(&id)?;
     let appended = execute(&state, id, &ctx, |_| Ok(Command::Remove)).await?;
-    Ok(Json(Removed { id, removed: true, seq: appended.seq }))
+    Ok(Json(RemovedKey {
+        id,
+        removed: true,
+        seq: appended.seq,
+    }))
 }

@@ -32,7 +32,11 @@ pub(crate) async fn request_id(mut req: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<RequestId>().ok())
         .unwrap_or_else(|| {
-            Uuid::now_v7().hyphenated().to_string().parse().expect("a UUID is a valid request id")
+            Uuid::now_v7()
+                .hyphenated()
+                .to_string()
+                .parse()
+                .expect("a UUID is a valid request id")
         });
     req.extensions_mut().insert(id.clone());
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
@@ -66,9 +70,20 @@ pub(crate) async fn authenticate(
         return ApiError::Unauthorized.into_response();
     };
     let _ = token;
-    let request_id = req.extensions().get::<RequestId>().cloned().unwrap_or_else(|| {
-        Uuid::now_v7().hyphenated().to_string().parse().expect("a UUID is a valid request id")
+    let request_id = req
+        .extensions()
+        .get::<RequestId>()
+        .cloned()
+        .unwrap_or_else(|| {
+            Uuid::now_v7()
+                .hyphenated()
+                .to_string()
+                .parse()
+                .expect("a UUID is a valid request id")
+        });
+    req.extensions_mut().insert(RequestContext {
+        request_id,
+        actor: Actor::Bootstrap,
     });
-    req.extensions_mut().insert(RequestContext { request_id, actor: Actor::Bootstrap });
     next.run(req).await
 }

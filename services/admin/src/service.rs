@@ -66,12 +66,21 @@ impl Admin {
     pub fn router(&self) -> Router {
         let v1 = Router::new()
             .route("/keys", get(keys::list).post(keys::create))
-            .route("/keys/{id}", get(keys::get).patch(keys::update).delete(keys::remove))
+            .route(
+                "/keys/{id}",
+                get(keys::get).patch(keys::update).delete(keys::remove),
+            )
             .route("/status", get(status))
-            .layer(middleware::from_fn_with_state(self.state.clone(), request::authenticate));
+            .layer(middleware::from_fn_with_state(
+                self.state.clone(),
+                request::authenticate,
+            ));
         Router::new()
             .nest("/v1", v1)
-            .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
+            .route(
+                "/healthz",
+                get(|| async { Json(json!({ "status": "ok" })) }),
+            )
             .route("/readyz", get(readyz))
             .fallback(|| async { ApiError::RouteNotFound })
             .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
@@ -109,6 +118,13 @@ async fn status(State(state): State<Arc<AppState>>) -> impl IntoResponse {
 
 async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let ready = state.feed.borrow().caught_up;
-    let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (code, Json(json!({ "ready": ready, "applied_seq": state.catalogue.status().applied_seq })))
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        code,
+        Json(json!({ "ready": ready, "applied_seq": state.catalogue.status().applied_seq })),
+    )
 }

@@ -36,7 +36,9 @@ impl AdminToken {
         if !raw.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(AdminTokenError::BadCharacters);
         }
-        Ok(Self { digest: Sha3_256::digest(raw.as_bytes()).into() })
+        Ok(Self {
+            digest: Sha3_256::digest(raw.as_bytes()).into(),
+        })
     }
 
     /// Whether a presented token is this one.
@@ -67,7 +69,13 @@ mod tests {
 
     #[test]
     fn rejects_weak_tokens() {
-        assert_eq!(AdminToken::new("short").unwrap_err(), AdminTokenError::TooShort);
-        assert_eq!(AdminToken::new("has space in the token").unwrap_err(), AdminTokenError::BadCharacters);
+        assert_eq!(
+            AdminToken::new("short").unwrap_err(),
+            AdminTokenError::TooShort
+        );
+        assert_eq!(
+            AdminToken::new("has space in the token").unwrap_err(),
+            AdminTokenError::BadCharacters
+        );
     }
 }

@@ -41,10 +41,16 @@ fn find_nats_server() -> anyhow::Result<PathBuf> {
         if path.is_file() {
             return Ok(path);
         }
-        bail!("NATS_SERVER_BIN is {} but there is no file there", path.display());
+        bail!(
+            "NATS_SERVER_BIN is {} but there is no file there",
+            path.display()
+        );
     }
-    let on_path = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).map(|d| d.join("nats-server")).find(|p| p.is_file()));
+    let on_path = std::env::var_os("PATH").map(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join("nats-server"))
+            .find(|p| p.is_file())
+    });
     if let Some(Some(path)) = on_path {
         return Ok(path);
     }
@@ -68,13 +74,17 @@ fn dev_token(data_dir: &Path) -> anyhow::Result<String> {
     }
     let mut bytes = [0u8; 24];
     getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let token: String = bytes.iter().fold(String::new(), |mut s, b| {
+        use std::fmt::Write;
+        let _ = write!(s, "{b:02x}");
+        s
+    });
     std::fs::write(&path, format!("{token}\n"))
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(token)
 }
 
-async fn start_nats(bin: &Path, data_dir: &Path, port: u16) -> anyhow::Result<Child> {
+fn start_nats(bin: &Path, data_dir: &Path, port: u16) -> anyhow::Result<Child> {
     let log_path = data_dir.join("nats-server.log");
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -82,7 +92,15 @@ async fn start_nats(bin: &Path, data_dir: &Path, port: u16) -> anyhow::Result<Ch
         .open(&log_path)
         .with_context(|| format!("cannot open {}", log_path.display()))?;
     let child = Command::new(bin)
-        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "--server_name", "keyledger-dev"])
+        .args([
+            "-a",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-js",
+            "--server_name",
+            "keyledger-dev",
+        ])
         .arg("-sd")
         .arg(data_dir.join("nats"))
         .stdout(Stdio::from(log.try_clone()?))
@@ -93,7 +111,12 @@ async fn start_nats(bin: &Path, data_dir: &Path, port: u16) -> anyhow::Result<Ch
     Ok(child)
 }
 
-async fn connect_when_up(url: &str, stream: &str, child: &mut Child, log: &Path) -> anyhow::Result<EventLog> {
+async fn connect_when_up(
+    url: &str,
+    stream: &str,
+    child: &mut Child,
+    log: &Path,
+) -> anyhow::Result<EventLog> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         if let Some(status) = child.try_wait()? {
@@ -113,14 +136,20 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     let bin = find_nats_server()?;
     let token_text = dev_token(&args.data_dir)?;
     let token = AdminToken::new(&token_text).context("the admin token is not usable")?;
-    let mut nats = start_nats(&bin, &args.data_dir, args.nats_port).await?;
+    let mut nats = start_nats(&bin, &args.data_dir, args.nats_port)?;
     let nats_url = format!("nats://127.0.0.1:{}", args.nats_port);
     let nats_log = args.data_dir.join("nats-server.log");
     let log = connect_when_up(&nats_url, &args.stream, &mut nats, &nats_log).await?;
 
-    let admin = keyledger_admin::Admin::start(log.clone(), AdminConfig { token, stream: StreamOptions::default() })
-        .await
-        .context("cannot set up the stream")?;
+    let admin = keyledger_admin::Admin::start(
+        log.clone(),
+        AdminConfig {
+            token,
+            stream: StreamOptions::default(),
+        },
+    )
+    .await
+    .context("cannot set up the stream")?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
@@ -128,18 +157,29 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     let mut servers = tokio::task::JoinSet::new();
     let admin_listener = serve::bind(args.admin_listen).await?;
     let admin_addr = admin_listener.local_addr()?;
-    servers.spawn(serve::serve(admin_listener, admin.router(), stopped(stop_rx.clone())));
+    servers.spawn(serve::serve(
+        admin_listener,
+        admin.router(),
+        stopped(stop_rx.clone()),
+    ));
     let mut node_addrs = Vec::new();
     let mut nodes = Vec::new();
     for addr in &args.node_listen {
         let node = keyledger_node::Node::start(log.clone());
         let listener = serve::bind(*addr).await?;
         node_addrs.push(listener.local_addr()?);
-        servers.spawn(serve::serve(listener, node.router(), stopped(stop_rx.clone())));
+        servers.spawn(serve::serve(
+            listener,
+            node.router(),
+            stopped(stop_rx.clone()),
+        ));
         nodes.push(node);
     }
 
-    println!("keyledger dev is running (data in {}, kept across restarts)", args.data_dir.display());
+    println!(
+        "keyledger dev is running (data in {}, kept across restarts)",
+        args.data_dir.display()
+    );
     println!("  NATS:        {nats_url}  (log: {})", nats_log.display());
     println!("  admin API:   http://{admin_addr}");
     for (i, addr) in node_addrs.iter().enumerate() {
@@ -177,8 +217,14 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
 
 async fn stop_nats(nats: &mut Child) {
     if let Some(pid) = nats.id().and_then(|p| i32::try_from(p).ok()) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
-        if tokio::time::timeout(Duration::from_secs(5), nats.wait()).await.is_ok() {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        if tokio::time::timeout(Duration::from_secs(5), nats.wait())
+            .await
+            .is_ok()
+        {
             return;
         }
     }

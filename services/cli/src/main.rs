@@ -14,10 +14,20 @@ use keyledger_admin::{AdminConfig, AdminToken};
 use keyledger_eventlog::{EventLog, StreamOptions};
 
 #[derive(Parser)]
-#[command(name = "keyledger", version, about = "API keys as events on NATS JetStream, validated in process on every API node")]
+#[command(
+    name = "keyledger",
+    version,
+    about = "API keys as events on NATS JetStream, validated in process on every API node"
+)]
 struct Cli {
     /// Log format.
-    #[arg(long, global = true, env = "KEYLEDGER_LOG_FORMAT", value_enum, default_value = "text")]
+    #[arg(
+        long,
+        global = true,
+        env = "KEYLEDGER_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
     log_format: LogFormat,
     #[command(subcommand)]
     command: Cmd,
@@ -32,9 +42,11 @@ enum LogFormat {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the management API (creates the stream if it does not exist).
-    #[command(after_help = "The admin token comes from KEYLEDGER_ADMIN_TOKEN or from the file named by \
+    #[command(
+        after_help = "The admin token comes from KEYLEDGER_ADMIN_TOKEN or from the file named by \
         --admin-token-file (at least 16 characters). It is never accepted as a flag, so it stays out of \
-        `ps` and shell history.")]
+        `ps` and shell history."
+    )]
     Admin(AdminArgs),
     /// Run an API node: replay the stream, follow it, answer /v1/verify.
     Node(NodeArgs),
@@ -45,7 +57,11 @@ enum Cmd {
 #[derive(Args, Clone)]
 struct Common {
     /// NATS server URL.
-    #[arg(long, env = "KEYLEDGER_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    #[arg(
+        long,
+        env = "KEYLEDGER_NATS_URL",
+        default_value = "nats://127.0.0.1:4222"
+    )]
     nats_url: String,
     /// JetStream stream name.
     #[arg(long, env = "KEYLEDGER_STREAM", default_value = "KEYLEDGER")]
@@ -106,7 +122,9 @@ fn main() -> ExitCode {
 fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -131,7 +149,12 @@ async fn admin(args: AdminArgs) -> anyhow::Result<()> {
     let log = EventLog::connect(&args.common.nats_url, &args.common.stream).await?;
     let admin = keyledger_admin::Admin::start(
         log,
-        AdminConfig { token, stream: StreamOptions { replicas: usize::from(args.replicas) } },
+        AdminConfig {
+            token,
+            stream: StreamOptions {
+                replicas: usize::from(args.replicas),
+            },
+        },
     )
     .await
     .context("cannot set up the stream")?;

@@ -36,7 +36,9 @@ where
     let mut announced_wait = false;
     loop {
         match follow_once(&log, projection.as_ref(), &progress).await {
-            Ok(()) => tracing::warn!(stream = %log.stream_name(), "event subscription ended; resubscribing"),
+            Ok(()) => {
+                tracing::warn!(stream = %log.stream_name(), "event subscription ended; resubscribing");
+            }
             Err(EventLogError::NoStream(name)) => {
                 if !announced_wait {
                     tracing::warn!(stream = %name, "stream does not exist yet; waiting for keyledger admin to create it");
@@ -109,23 +111,41 @@ where
 }
 
 /// Decodes and applies one stored message, or poisons what it concerns.
-pub(crate) fn apply<P: Projection + ?Sized>(projection: &P, seq: u64, subject: &str, payload: &[u8]) {
-    let subject_key = subject.rsplit('.').next().and_then(|t| t.parse::<KeyId>().ok());
+pub(crate) fn apply<P: Projection + ?Sized>(
+    projection: &P,
+    seq: u64,
+    subject: &str,
+    payload: &[u8],
+) {
+    let subject_key = subject
+        .rsplit('.')
+        .next()
+        .and_then(|t| t.parse::<KeyId>().ok());
     match Commit::decode(payload) {
         Ok(commit) if Some(commit.key_id()) == subject_key => {
             projection.apply(seq, &commit);
         }
         Ok(commit) => {
-            let reason = format!("event for key {} stored under subject {subject}", commit.key_id());
+            let reason = format!(
+                "event for key {} stored under subject {subject}",
+                commit.key_id()
+            );
             tracing::error!(seq, %subject, %reason, "untrusted event: the keys involved now fail closed");
-            let keys: Vec<KeyId> = [Some(commit.key_id()), subject_key].into_iter().flatten().collect();
+            let keys: Vec<KeyId> = [Some(commit.key_id()), subject_key]
+                .into_iter()
+                .flatten()
+                .collect();
             projection.poison(seq, &keys, &reason);
         }
         Err(e) => {
             let reason = e.to_string();
             match subject_key {
-                Some(key) => tracing::error!(seq, %subject, %key, %reason, "cannot decode event: this key now fails closed"),
-                None => tracing::error!(seq, %subject, %reason, "cannot decode event and cannot tell its key: every key now fails closed"),
+                Some(key) => {
+                    tracing::error!(seq, %subject, %key, %reason, "cannot decode event: this key now fails closed");
+                }
+                None => {
+                    tracing::error!(seq, %subject, %reason, "cannot decode event and cannot tell its key: every key now fails closed");
+                }
             }
             projection.poison(seq, subject_key.as_slice(), &reason);
         }

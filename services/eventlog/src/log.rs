@@ -24,7 +24,9 @@ pub enum EventLogError {
     #[error("stream {0} does not exist yet")]
     NoStream(String),
     /// The stream exists with subjects that are not keyledger's.
-    #[error("stream {name} exists but does not take subjects {subjects}; it is not a keyledger stream")]
+    #[error(
+        "stream {name} exists but does not take subjects {subjects}; it is not a keyledger stream"
+    )]
     ForeignStream {
         /// The stream.
         name: String,
@@ -97,7 +99,9 @@ impl EventLog {
     pub async fn connect(url: &str, stream: &str) -> Result<Self, EventLogError> {
         if stream.is_empty()
             || stream.len() > 64
-            || !stream.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            || !stream
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         {
             return Err(EventLogError::InvalidStreamName(stream.to_owned()));
         }
@@ -111,7 +115,9 @@ impl EventLog {
                     let shown = shown.clone();
                     async move {
                         match event {
-                            async_nats::Event::Connected => tracing::info!(url = %shown, "NATS connected"),
+                            async_nats::Event::Connected => {
+                                tracing::info!(url = %shown, "NATS connected");
+                            }
                             async_nats::Event::Disconnected => {
                                 tracing::warn!(url = %shown, "NATS disconnected; reconnecting");
                             }
@@ -122,10 +128,18 @@ impl EventLog {
             })
             .connect(url)
             .await
-            .map_err(|e| EventLogError::Unreachable { url: shown.clone(), reason: e.to_string() })?;
+            .map_err(|e| EventLogError::Unreachable {
+                url: shown.clone(),
+                reason: e.to_string(),
+            })?;
         let mut js = jetstream::new(client.clone());
         js.set_timeout(Duration::from_secs(5));
-        Ok(Self { client, js, stream: stream.to_owned(), url: shown })
+        Ok(Self {
+            client,
+            js,
+            stream: stream.to_owned(),
+            url: shown,
+        })
     }
 
     /// The stream's name.
@@ -173,7 +187,10 @@ impl EventLog {
             .get_or_create_stream(config)
             .await
             .map_err(|e| EventLogError::JetStream(e.to_string()))?;
-        let info = s.info().await.map_err(|e| EventLogError::JetStream(e.to_string()))?;
+        let info = s
+            .info()
+            .await
+            .map_err(|e| EventLogError::JetStream(e.to_string()))?;
         if !info.config.subjects.contains(&self.subjects()) {
             return Err(EventLogError::ForeignStream {
                 name: self.stream.clone(),
@@ -206,7 +223,10 @@ impl EventLog {
     /// The stream's last assigned sequence (0 when empty).
     pub async fn head(&self) -> Result<u64, EventLogError> {
         let mut s = self.stream().await?;
-        let info = s.info().await.map_err(|e| EventLogError::JetStream(e.to_string()))?;
+        let info = s
+            .info()
+            .await
+            .map_err(|e| EventLogError::JetStream(e.to_string()))?;
         Ok(info.state.last_sequence)
     }
 
@@ -221,7 +241,9 @@ impl EventLog {
                 payload: m.payload,
                 time: m.time,
             })),
-            Err(e) if e.kind() == jetstream::stream::RawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) if e.kind() == jetstream::stream::RawMessageErrorKind::NoMessageFound => {
+                Ok(None)
+            }
             Err(e) => Err(EventLogError::JetStream(e.to_string())),
         }
     }
@@ -256,14 +278,18 @@ impl EventLog {
                     // ours was stored (2.12+ checks the sequence before dedup).
                     return match self.read(expected_last_seq + 1).await {
                         Ok(Some(m)) if m.msg_id.as_deref() == Some(msg_id) => Ok(m.seq),
-                        Ok(_) => Err(AppendError::Conflict { expected: expected_last_seq }),
+                        Ok(_) => Err(AppendError::Conflict {
+                            expected: expected_last_seq,
+                        }),
                         Err(e) => Err(AppendError::Unavailable(e.to_string())),
                     };
                 }
                 Err(e)
                     if matches!(
                         e.kind(),
-                        PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe | PublishErrorKind::Other
+                        PublishErrorKind::TimedOut
+                            | PublishErrorKind::BrokenPipe
+                            | PublishErrorKind::Other
                     ) && attempt < 2 =>
                 {
                     tracing::warn!(attempt, error = %e, "append not acknowledged; retrying");
@@ -282,7 +308,9 @@ impl EventLog {
         // Not acknowledged: it may still have landed.
         match self.read(expected_last_seq + 1).await {
             Ok(Some(m)) if m.msg_id.as_deref() == Some(msg_id) => Ok(m.seq),
-            Ok(Some(_)) => Err(AppendError::Conflict { expected: expected_last_seq }),
+            Ok(Some(_)) => Err(AppendError::Conflict {
+                expected: expected_last_seq,
+            }),
             _ => Err(AppendError::Unavailable(last_error)),
         }
     }
@@ -297,7 +325,9 @@ impl EventLog {
         let deliver_policy = if start_seq <= 1 {
             DeliverPolicy::All
         } else {
-            DeliverPolicy::ByStartSequence { start_sequence: start_seq }
+            DeliverPolicy::ByStartSequence {
+                start_sequence: start_seq,
+            }
         };
         let consumer = s
             .create_consumer(OrderedConfig {
@@ -308,14 +338,19 @@ impl EventLog {
             })
             .await
             .map_err(|e| EventLogError::JetStream(e.to_string()))?;
-        consumer.messages().await.map_err(|e| EventLogError::JetStream(e.to_string()))
+        consumer
+            .messages()
+            .await
+            .map_err(|e| EventLogError::JetStream(e.to_string()))
     }
 }
 
 /// Drops user:password from a URL before it is shown.
 fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => format!("{}://***@{}", &url[..scheme], &url[at + 1..]),
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
+        }
         _ => url.to_owned(),
     }
 }

@@ -42,7 +42,10 @@ impl<S> Layer<S> for KeyAuthLayer {
     type Service = KeyAuth<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        KeyAuth { inner, table: self.table.clone() }
+        KeyAuth {
+            inner,
+            table: self.table.clone(),
+        }
     }
 }
 

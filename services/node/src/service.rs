@@ -37,7 +37,12 @@ impl Node {
         let table = Arc::new(ValidationTable::new());
         let (progress, feed) = watch::channel(FeedState::default());
         let feed_task = tokio::spawn(feed_into(log.clone(), table.clone(), progress));
-        Self { log, table, feed, feed_task }
+        Self {
+            log,
+            table,
+            feed,
+            feed_task,
+        }
     }
 
     /// The table, for embedding [`KeyAuthLayer`] or validating in process.
@@ -53,7 +58,11 @@ impl Node {
     /// The node's routes: health, status, forward-auth, and a small example API
     /// protected by [`KeyAuthLayer`].
     pub fn router(&self) -> Router {
-        let state = NodeState { log: self.log.clone(), table: self.table.clone(), feed: self.feed.clone() };
+        let state = NodeState {
+            log: self.log.clone(),
+            table: self.table.clone(),
+            feed: self.feed.clone(),
+        };
         let example = Router::new()
             .route("/example/items", get(list_items).post(create_item))
             .layer(KeyAuthLayer::new(self.table.clone()));
@@ -107,7 +116,11 @@ async fn status(State(state): State<NodeState>) -> impl IntoResponse {
 async fn readyz(State(state): State<NodeState>) -> impl IntoResponse {
     let body = status_body(&state);
     let ready = body["ready"].as_bool().unwrap_or(false);
-    let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (code, Json(body))
 }
 
@@ -116,5 +129,8 @@ async fn list_items(Extension(grant): Extension<Grant>) -> Json<Value> {
 }
 
 async fn create_item(Extension(grant): Extension<Grant>) -> (StatusCode, Json<Value>) {
-    (StatusCode::CREATED, Json(json!({ "created": true, "key_id": grant.key_id })))
+    (
+        StatusCode::CREATED,
+        Json(json!({ "created": true, "key_id": grant.key_id })),
+    )
 }

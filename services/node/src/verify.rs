@@ -2,11 +2,11 @@
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use keyledger_projections::{Denial, Grant, ValidationTable};
 use serde_json::json;
 
@@ -16,7 +16,11 @@ use crate::{access_for, presented_key};
 pub(crate) const KEY_ID: &str = "x-key-id";
 
 /// Checks a request's key against the table.
-pub(crate) fn check(table: &ValidationTable, headers: &HeaderMap, method: &Method) -> Result<Grant, Denial> {
+pub(crate) fn check(
+    table: &ValidationTable,
+    headers: &HeaderMap,
+    method: &Method,
+) -> Result<Grant, Denial> {
     let key = presented_key(headers)?;
     table.validate(key, access_for(headers, method))
 }
@@ -24,13 +28,18 @@ pub(crate) fn check(table: &ValidationTable, headers: &HeaderMap, method: &Metho
 /// The answer to a denied request: 401 (or 403 for a read-only key asked to
 /// write) with a JSON error body. It never echoes the key.
 pub fn denial_response(denial: &Denial) -> Response<Body> {
-    let status = if denial.is_forbidden() { StatusCode::FORBIDDEN } else { StatusCode::UNAUTHORIZED };
+    let status = if denial.is_forbidden() {
+        StatusCode::FORBIDDEN
+    } else {
+        StatusCode::UNAUTHORIZED
+    };
     let body = json!({ "error": { "code": denial.code(), "message": denial.to_string() } });
     let mut response = (status, Json(body)).into_response();
     if status == StatusCode::UNAUTHORIZED {
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"keyledger\""));
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"keyledger\""),
+        );
     }
     if let Denial::ReadOnly { key_id } = denial
         && let Ok(v) = HeaderValue::from_str(&key_id.to_string())
@@ -49,8 +58,11 @@ pub(crate) async fn verify(
     match check(&table, &headers, &method) {
         Ok(grant) => {
             let id = grant.key_id.to_string();
-            let mut response =
-                (StatusCode::OK, Json(json!({ "key_id": id, "read_only": grant.read_only }))).into_response();
+            let mut response = (
+                StatusCode::OK,
+                Json(json!({ "key_id": id, "read_only": grant.read_only })),
+            )
+                .into_response();
             if let Ok(v) = HeaderValue::from_str(&id) {
                 response.headers_mut().insert(KEY_ID, v);
             }
