@@ -16,7 +16,11 @@ use time::OffsetDateTime;
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let n: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(1_000_000);
+    let n: usize = args
+        .next()
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(1_000_000);
     let rounds: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(5);
     let table = ValidationTable::new();
     let started = Instant::now();
@@ -47,8 +51,13 @@ fn main() -> anyhow::Result<()> {
             sample.push(key);
         }
     }
-    println!("validate bench: {n} keys loaded in {:.1} s; {rounds} rounds", started.elapsed().as_secs_f64());
-    let misses: Vec<ApiKey> = (0..sample.len()).map(|_| ApiKey::generate()).collect::<Result<_, _>>()?;
+    println!(
+        "validate bench: {n} keys loaded in {:.1} s; {rounds} rounds",
+        started.elapsed().as_secs_f64()
+    );
+    let misses: Vec<ApiKey> = (0..sample.len())
+        .map(|_| ApiKey::generate())
+        .collect::<Result<_, _>>()?;
     let raw: Vec<&str> = sample.iter().map(ApiKey::expose_secret).collect();
     let miss: Vec<&str> = misses.iter().map(ApiKey::expose_secret).collect();
     let malformed: Vec<String> = raw.iter().map(|k| format!("{}x", &k[..39])).collect();
@@ -79,8 +88,17 @@ fn main() -> anyhow::Result<()> {
         black_box(table.validate(black_box(&malformed[i % malformed.len()]), Access::Read)).ok();
     });
     println!("baseline SHA3-256 of a key:  {sha3:8.1} ns/op");
-    println!("validate, hit:               {hit:8.1} ns/op  ({:.2}x baseline)", hit / sha3);
-    println!("validate, unknown key:       {unknown:8.1} ns/op  ({:.2}x baseline)", unknown / sha3);
-    println!("validate, malformed key:     {bad:8.1} ns/op  ({:.2}x baseline)", bad / sha3);
+    println!(
+        "validate, hit:               {hit:8.1} ns/op  ({:.2}x baseline)",
+        hit / sha3
+    );
+    println!(
+        "validate, unknown key:       {unknown:8.1} ns/op  ({:.2}x baseline)",
+        unknown / sha3
+    );
+    println!(
+        "validate, malformed key:     {bad:8.1} ns/op  ({:.2}x baseline)",
+        bad / sha3
+    );
     Ok(())
 }
