@@ -291,27 +291,10 @@ impl Projection for Catalogue {
 
 #[cfg(test)]
 mod tests {
-    use keyledger_events::{Actor, ApiKey, Event, EventId, RequestId};
-    use time::macros::datetime;
+    use keyledger_events::ApiKey;
 
     use super::*;
-
-    fn commit(key: KeyId, changes: Vec<Change>) -> Commit {
-        Commit::new(
-            changes
-                .into_iter()
-                .map(|change| Event {
-                    event_id: EventId::from_parts(1, [3; 10]),
-                    key_id: key,
-                    at: datetime!(2026-12-01 10:00 UTC),
-                    actor: Actor::Bootstrap,
-                    request_id: "r".parse::<RequestId>().unwrap(),
-                    change,
-                })
-                .collect(),
-        )
-        .unwrap()
-    }
+    use crate::test_commits::commit;
 
     fn id(n: u32) -> KeyId {
         let mut r = [0u8; 10];

@@ -11,6 +11,8 @@
 mod access;
 mod catalogue;
 mod projection;
+#[cfg(test)]
+mod test_commits;
 mod validation;
 
 pub use access::{Access, Denial, Grant};

@@ -242,29 +242,10 @@ impl Projection for ValidationTable {
 
 #[cfg(test)]
 mod tests {
-    use keyledger_events::{
-        Actor, ApiKey, Change, Commit, Event, EventId, KeyId, KeyName, RequestId,
-    };
-    use time::macros::datetime;
+    use keyledger_events::{ApiKey, Change, KeyId, KeyName};
 
     use super::*;
-
-    pub(crate) fn commit(key: KeyId, changes: Vec<Change>) -> Commit {
-        Commit::new(
-            changes
-                .into_iter()
-                .map(|change| Event {
-                    event_id: EventId::from_parts(1, [3; 10]),
-                    key_id: key,
-                    at: datetime!(2026-12-01 10:00 UTC),
-                    actor: Actor::Bootstrap,
-                    request_id: "r".parse::<RequestId>().unwrap(),
-                    change,
-                })
-                .collect(),
-        )
-        .unwrap()
-    }
+    use crate::test_commits::commit;
 
     fn created(key: &ApiKey, read_only: bool) -> Change {
         Change::Created {

@@ -389,3 +389,39 @@ async fn listing_searches_and_pages_without_skips_or_repeats() {
         .collect();
     assert!(ids.contains(&key.id.as_str()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_and_admin_recover_after_nats_is_killed_and_restarted() {
+    let mut sys = System::start().await.unwrap();
+    let key = sys.create_key("survives", false).await;
+    sys.wait_applied(key.seq).await;
+
+    sys.nats.kill();
+    // Nodes keep validating from memory while NATS is down.
+    assert_eq!(sys.verify_all(&key.key, "GET").await, [OK, OK]);
+    // Admin cannot append: a clear 503, not a hang or a 500.
+    let (status, body) = sys
+        .update_key(&key.id, json!({ "name": "while down" }))
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["code"], "unavailable");
+
+    sys.nats.restart().unwrap();
+    // Once NATS is back, a revocation reaches both nodes again.
+    let started = std::time::Instant::now();
+    let revoked = eventually(Duration::from_secs(30), || async {
+        let (status, _) = sys.update_key(&key.id, json!({ "enabled": false })).await;
+        status == OK
+    })
+    .await;
+    assert!(revoked, "admin did not recover");
+    let ok = eventually(Duration::from_secs(30), || async {
+        sys.verify_all(&key.key, "GET").await == [DENIED, DENIED]
+    })
+    .await;
+    assert!(
+        ok,
+        "nodes did not pick up the revocation after NATS came back"
+    );
+    eprintln!("recovered in {:?}", started.elapsed());
+}

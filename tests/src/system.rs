@@ -2,7 +2,6 @@
 //! helpers the scenarios use.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -52,20 +51,38 @@ pub fn keyledger_bin() -> anyhow::Result<PathBuf> {
     Ok(bin)
 }
 
-async fn serve(
-    router: axum::Router,
-) -> anyhow::Result<(SocketAddr, oneshot::Sender<()>, JoinHandle<()>)> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, router)
-            .with_graceful_shutdown(async {
-                let _ = rx.await;
-            })
-            .await;
-    });
-    Ok((addr, tx, task))
+/// A router served on a loopback port until stopped.
+struct Served {
+    url: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl Served {
+    async fn start(router: axum::Router) -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, router)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        Ok(Self {
+            url,
+            stop: Some(tx),
+            task,
+        })
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
 }
 
 /// An admin service serving on a loopback port.
@@ -74,8 +91,7 @@ pub struct RunningAdmin {
     pub url: String,
     /// The service.
     pub admin: Admin,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<()>,
+    served: Served,
 }
 
 /// An API node serving on a loopback port.
@@ -84,8 +100,7 @@ pub struct RunningNode {
     pub url: String,
     /// The node.
     pub node: Node,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<()>,
+    served: Served,
 }
 
 impl RunningAdmin {
@@ -97,21 +112,21 @@ impl RunningAdmin {
             stream: StreamOptions::default(),
         };
         let admin = Admin::start(log, config).await?;
-        let (addr, stop, task) = serve(admin.router()).await?;
+        let mut feed = admin.feed();
+        tokio::time::timeout(Duration::from_secs(10), feed.wait_for(|f| f.caught_up))
+            .await
+            .context("admin did not catch up with the stream")??;
+        let served = Served::start(admin.router()).await?;
         Ok(Self {
-            url: format!("http://{addr}"),
+            url: served.url.clone(),
             admin,
-            stop: Some(stop),
-            task,
+            served,
         })
     }
 
     /// Stops serving and stops the feed.
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let _ = (&mut self.task).await;
+    pub async fn stop(self) {
+        self.served.stop().await;
     }
 }
 
@@ -120,21 +135,17 @@ impl RunningNode {
     pub async fn start(nats_url: &str, stream: &str) -> anyhow::Result<Self> {
         let log = EventLog::connect(nats_url, stream).await?;
         let node = Node::start(log);
-        let (addr, stop, task) = serve(node.router()).await?;
+        let served = Served::start(node.router()).await?;
         Ok(Self {
-            url: format!("http://{addr}"),
+            url: served.url.clone(),
             node,
-            stop: Some(stop),
-            task,
+            served,
         })
     }
 
     /// Stops serving and stops the feed.
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let _ = (&mut self.task).await;
+    pub async fn stop(self) {
+        self.served.stop().await;
     }
 }
 

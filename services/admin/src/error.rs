@@ -97,6 +97,12 @@ impl IntoResponse for ApiError {
         let (status, code) = self.parts();
         let body = json!({ "error": { "code": code, "message": self.to_string() } });
         let mut response = (status, axum::Json(body)).into_response();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            // The rest of the body is not read, so this connection cannot be reused.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()

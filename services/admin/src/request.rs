@@ -23,6 +23,15 @@ pub(crate) struct RequestContext {
     pub(crate) actor: Actor,
 }
 
+/// A new request id (a UUIDv7).
+fn fresh_request_id() -> RequestId {
+    Uuid::now_v7()
+        .hyphenated()
+        .to_string()
+        .parse()
+        .expect("a UUID is a valid request id")
+}
+
 /// Takes the caller's `X-Request-Id` when it is well-formed, else makes one;
 /// echoes it back; and runs the request inside a span that carries it.
 pub(crate) async fn request_id(mut req: Request, next: Next) -> Response {
@@ -31,13 +40,7 @@ pub(crate) async fn request_id(mut req: Request, next: Next) -> Response {
         .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<RequestId>().ok())
-        .unwrap_or_else(|| {
-            Uuid::now_v7()
-                .hyphenated()
-                .to_string()
-                .parse()
-                .expect("a UUID is a valid request id")
-        });
+        .unwrap_or_else(fresh_request_id);
     req.extensions_mut().insert(id.clone());
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
     async move {
@@ -74,13 +77,7 @@ pub(crate) async fn authenticate(
         .extensions()
         .get::<RequestId>()
         .cloned()
-        .unwrap_or_else(|| {
-            Uuid::now_v7()
-                .hyphenated()
-                .to_string()
-                .parse()
-                .expect("a UUID is a valid request id")
-        });
+        .unwrap_or_else(fresh_request_id);
     req.extensions_mut().insert(RequestContext {
         request_id,
         actor: Actor::Bootstrap,

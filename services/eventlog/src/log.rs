@@ -133,7 +133,7 @@ impl EventLog {
                 reason: e.to_string(),
             })?;
         let mut js = jetstream::new(client.clone());
-        js.set_timeout(Duration::from_secs(5));
+        js.set_timeout(Duration::from_secs(3));
         Ok(Self {
             client,
             js,
@@ -251,8 +251,8 @@ impl EventLog {
     /// Appends `payload` to the key's subject, only if the stream's last
     /// sequence is still `expected_last_seq`. Returns the new sequence.
     ///
-    /// `msg_id` must be unique per attempt of one command: it lets a retry
-    /// recognise that its first attempt was in fact stored.
+    /// `msg_id` identifies this payload (keyledger uses the commit id): a
+    /// retry after a lost acknowledgement recognises its own stored message by it.
     pub async fn append(
         &self,
         key: &str,
@@ -260,9 +260,16 @@ impl EventLog {
         msg_id: &str,
         payload: Bytes,
     ) -> Result<u64, AppendError> {
+        if !self.is_connected() {
+            // Nothing was sent, so nothing can have landed: fail fast and unambiguously.
+            return Err(AppendError::Unavailable(format!(
+                "not connected to NATS at {}",
+                self.url
+            )));
+        }
         let subject = self.subject(key);
         let mut last_error = String::new();
-        for attempt in 0..3 {
+        for attempt in 0..2 {
             let message = PublishMessage::build()
                 .payload(payload.clone())
                 .message_id(msg_id)
@@ -290,7 +297,7 @@ impl EventLog {
                         PublishErrorKind::TimedOut
                             | PublishErrorKind::BrokenPipe
                             | PublishErrorKind::Other
-                    ) && attempt < 2 =>
+                    ) && attempt < 1 =>
                 {
                     tracing::warn!(attempt, error = %e, "append not acknowledged; retrying");
                     last_error = e.to_string();

@@ -32,14 +32,27 @@ async fn main() -> anyhow::Result<()> {
 
     let mut delete = Vec::with_capacity(trials);
     let mut disable = Vec::with_capacity(trials);
+    let mut delete_sent = Vec::with_capacity(trials);
+    let mut round_trip = Vec::with_capacity(trials);
     for i in 0..trials {
-        delete.push(revoke(&sys, i, Revocation::Delete).await?);
-        disable.push(revoke(&sys, i, Revocation::Disable).await?);
+        let t = revoke(&sys, i, Revocation::Delete).await?;
+        delete.push(t.after_ack);
+        delete_sent.push(t.after_send);
+        round_trip.push(t.round_trip);
+        disable.push(revoke(&sys, i, Revocation::Disable).await?.after_ack);
     }
     let delete = Summary::of(&delete);
     let disable = Summary::of(&disable);
     println!("DELETE ack -> both nodes reject:  {delete}");
     println!("disable ack -> both nodes reject: {disable}");
+    println!(
+        "DELETE sent -> both nodes reject: {}",
+        Summary::of(&delete_sent)
+    );
+    println!(
+        "DELETE HTTP round trip:           {}",
+        Summary::of(&round_trip)
+    );
     let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
     println!(
         "ratio to bus floor (p50/p99): DELETE {:.2}x/{:.2}x, disable {:.2}x/{:.2}x",
@@ -57,9 +70,20 @@ enum Revocation {
     Disable,
 }
 
+/// What one trial measured.
+struct Trial {
+    /// From the admin's answer to the last node rejecting the key (zero when
+    /// both nodes applied the revocation before the answer arrived).
+    after_ack: Duration,
+    /// From sending the request to the last node rejecting the key.
+    after_send: Duration,
+    /// The admin request's round trip.
+    round_trip: Duration,
+}
+
 /// One trial: create a key, wait until both nodes accept it, revoke it, and
 /// time from the admin's answer to both nodes rejecting it.
-async fn revoke(sys: &System, i: usize, how: Revocation) -> anyhow::Result<Duration> {
+async fn revoke(sys: &System, i: usize, how: Revocation) -> anyhow::Result<Trial> {
     let key = sys.create_key(&format!("bench {i}"), false).await;
     for node in &sys.nodes {
         let mut feed = node.node.feed();
@@ -68,6 +92,7 @@ async fn revoke(sys: &System, i: usize, how: Revocation) -> anyhow::Result<Durat
             bail!("node did not accept a fresh key");
         }
     }
+    let sent = Instant::now();
     let (status, body) = match how {
         Revocation::Delete => sys.remove_key(&key.id).await,
         Revocation::Disable => {
@@ -96,7 +121,11 @@ async fn revoke(sys: &System, i: usize, how: Revocation) -> anyhow::Result<Durat
     });
     let times = futures::future::try_join_all(waits).await?;
     let last = times.into_iter().max().context("no nodes")?;
-    Ok(last.saturating_duration_since(acked))
+    Ok(Trial {
+        after_ack: last.saturating_duration_since(acked),
+        after_send: last.saturating_duration_since(sent),
+        round_trip: acked.saturating_duration_since(sent),
+    })
 }
 
 /// JetStream publish ack -> delivery to an ordered consumer on a second connection.

@@ -61,16 +61,16 @@ fn main() -> anyhow::Result<()> {
     let raw: Vec<&str> = sample.iter().map(ApiKey::expose_secret).collect();
     let miss: Vec<&str> = misses.iter().map(ApiKey::expose_secret).collect();
     let malformed: Vec<String> = raw.iter().map(|k| format!("{}x", &k[..39])).collect();
-    let iters = 200_000;
+    let iters: u32 = 200_000;
 
     let measure = |f: &dyn Fn(usize)| {
         let mut per_round = Vec::with_capacity(rounds);
         for _ in 0..rounds {
             let t = Instant::now();
-            for i in 0..iters {
+            for i in 0..iters as usize {
                 f(i);
             }
-            per_round.push(t.elapsed().as_secs_f64() * 1e9 / f64::from(iters as u32));
+            per_round.push(t.elapsed().as_secs_f64() * 1e9 / f64::from(iters));
         }
         per_round.sort_by(f64::total_cmp);
         per_round[rounds / 2]
