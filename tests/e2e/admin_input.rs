@@ -318,13 +318,13 @@ async fn bad_bodies_get_clear_4xx_answers() {
             "limit not a number",
             (Method::GET, "/v1/keys?limit=ten".into(), None, vec![]),
             StatusCode::BAD_REQUEST,
-            "invalid_query",
+            "invalid_limit",
         ),
         (
             "limit negative",
             (Method::GET, "/v1/keys?limit=-1".into(), None, vec![]),
             StatusCode::BAD_REQUEST,
-            "invalid_query",
+            "invalid_limit",
         ),
         (
             "bad cursor",

@@ -176,6 +176,12 @@ async fn dev_runs_everything_and_keeps_its_data_across_restarts() {
         .unwrap()
         .trim()
         .to_owned();
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(data.join("admin-token"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "the dev admin token is private");
     assert!(dev.output().contains(&token), "dev prints the admin token");
     let r = http
         .post(format!("{admin}/v1/keys"))
@@ -231,4 +237,37 @@ fn dev_without_nats_server_says_how_to_install_it() {
     .unwrap();
     assert!(!p.wait(Duration::from_secs(10)).unwrap().success());
     assert!(p.output().contains("NATS_SERVER_BIN"), "{}", p.output());
+}
+
+#[test]
+fn dev_refuses_ports_that_are_taken_instead_of_joining_another_system() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nats_port = taken.local_addr().unwrap().port().to_string();
+    let bin = nats_server_bin().unwrap();
+    let (a, n) = (free_port(), free_port());
+    let data = dir.path().join("data");
+    let mut p = Process::spawn(
+        "dev",
+        dir.path(),
+        &[
+            "dev",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--nats-port",
+            &nats_port,
+            "--admin-listen",
+            &format!("127.0.0.1:{a}"),
+            "--node-listen",
+            &format!("127.0.0.1:{n}"),
+        ],
+        &[("NATS_SERVER_BIN", bin.to_str().unwrap())],
+    )
+    .unwrap();
+    assert!(!p.wait(Duration::from_secs(10)).unwrap().success());
+    assert!(p.output().contains("is in use"), "{}", p.output());
+    assert!(
+        !data.join("admin-token").exists(),
+        "nothing is written before the checks pass"
+    );
 }

@@ -83,6 +83,30 @@ async fn read_only_key_reads_but_cannot_write() {
     assert_eq!(r.status(), FORBIDDEN);
     let r = sys.http.get(&items).send().await.unwrap();
     assert_eq!(r.status(), DENIED);
+    // A read-write key writes through the Layer; the handler sees which key it was.
+    let writer = sys.create_key("writer", false).await;
+    sys.wait_applied(writer.seq).await;
+    let r = sys
+        .http
+        .post(&items)
+        .header("x-api-key", &writer.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let created: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(created["created_by"], writer.id.as_str());
+    let listed: serde_json::Value = sys
+        .http
+        .get(&items)
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -40,7 +40,7 @@ pub(crate) struct UpdateKey {
 #[serde(deny_unknown_fields)]
 pub(crate) struct ListParams {
     q: Option<String>,
-    limit: Option<usize>,
+    limit: Option<String>,
     cursor: Option<String>,
 }
 
@@ -128,13 +128,19 @@ pub(crate) async fn list(
     State(state): State<Arc<AppState>>,
     QueryParams(params): QueryParams<ListParams>,
 ) -> Result<Json<impl Serialize>, ApiError> {
-    let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "invalid_limit",
-            format!("limit must be 1 to {MAX_LIMIT}"),
-        ));
-    }
+    let limit = match params.limit.as_deref() {
+        None => DEFAULT_LIMIT,
+        Some(raw) => raw
+            .parse::<usize>()
+            .ok()
+            .filter(|l| (1..=MAX_LIMIT).contains(l))
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_limit",
+                    format!("limit must be a whole number from 1 to {MAX_LIMIT}"),
+                )
+            })?,
+    };
     let after = match params.cursor.as_deref() {
         None | Some("") => None,
         Some(c) => Some(c.parse::<KeyId>().map_err(|_| {

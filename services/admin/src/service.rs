@@ -11,6 +11,7 @@ use keyledger_eventlog::{EventLog, EventLogError, FeedState, StreamOptions, feed
 use keyledger_projections::Catalogue;
 use serde_json::json;
 use tokio::sync::{Mutex, watch};
+use tracing::Instrument;
 
 use crate::json::BODY_LIMIT;
 use crate::{AdminToken, ApiError, keys, request};
@@ -46,7 +47,8 @@ impl Admin {
         log.ensure_stream(&config.stream).await?;
         let catalogue = Arc::new(Catalogue::new());
         let (progress, feed_rx) = watch::channel(FeedState::default());
-        let feed_task = tokio::spawn(feed(log.clone(), catalogue.clone(), progress));
+        let feed_task =
+            tokio::spawn(feed(log.clone(), catalogue.clone(), progress).in_current_span());
         let state = Arc::new(AppState {
             log,
             catalogue,

@@ -11,6 +11,7 @@ use keyledger_admin::{AdminConfig, AdminToken};
 use keyledger_eventlog::{EventLog, StreamOptions};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use crate::serve;
 
@@ -26,7 +27,7 @@ pub(crate) struct DevArgs {
     /// Admin API address.
     #[arg(long, env = "KEYLEDGER_ADMIN_LISTEN", default_value = "127.0.0.1:8080")]
     admin_listen: SocketAddr,
-    /// Addresses of the two API nodes.
+    /// Addresses of the API nodes, comma-separated: one node per address.
     #[arg(long, env = "KEYLEDGER_NODE_LISTEN", value_delimiter = ',', num_args = 1.., default_value = "127.0.0.1:8081,127.0.0.1:8082")]
     node_listen: Vec<SocketAddr>,
     /// JetStream stream name.
@@ -79,9 +80,22 @@ fn dev_token(data_dir: &Path) -> anyhow::Result<String> {
         let _ = write!(s, "{b:02x}");
         s
     });
-    std::fs::write(&path, format!("{token}\n"))
-        .with_context(|| format!("cannot write {}", path.display()))?;
+    write_private(&path, &format!("{token}\n"))?;
     Ok(token)
+}
+
+/// Writes a new file only its owner can read.
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    file.write_all(text.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn start_nats(bin: &Path, data_dir: &Path, port: u16) -> anyhow::Result<Child> {
@@ -106,6 +120,9 @@ fn start_nats(bin: &Path, data_dir: &Path, port: u16) -> anyhow::Result<Child> {
         .stdout(Stdio::from(log.try_clone()?))
         .stderr(Stdio::from(log))
         .kill_on_drop(true)
+        // Its own process group: a terminal's Ctrl-C reaches only us, and we
+        // stop nats-server after the services that use it.
+        .process_group(0)
         .spawn()
         .with_context(|| format!("cannot start {}", bin.display()))?;
     Ok(child)
@@ -131,9 +148,23 @@ async fn connect_when_up(
 }
 
 pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
+    let bin = find_nats_server()?;
+    // Take every port before starting anything, so that a second `dev` fails
+    // cleanly instead of attaching to the first one's NATS.
+    let admin_listener = serve::bind(args.admin_listen).await?;
+    let mut node_listeners = Vec::new();
+    for addr in &args.node_listen {
+        node_listeners.push(serve::bind(*addr).await?);
+    }
+    let nats_probe = std::net::TcpListener::bind(("127.0.0.1", args.nats_port)).with_context(|| {
+        format!(
+            "NATS port 127.0.0.1:{} is in use (is another keyledger dev running?); pick another with --nats-port",
+            args.nats_port
+        )
+    })?;
+    drop(nats_probe);
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
-    let bin = find_nats_server()?;
     let token_text = dev_token(&args.data_dir)?;
     let token = AdminToken::new(&token_text).context("the admin token is not usable")?;
     let mut nats = start_nats(&bin, &args.data_dir, args.nats_port)?;
@@ -148,6 +179,7 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
             stream: StreamOptions::default(),
         },
     )
+    .instrument(tracing::info_span!("admin"))
     .await
     .context("cannot set up the stream")?;
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -155,24 +187,20 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
         let _ = rx.wait_for(|s| *s).await;
     };
     let mut servers = tokio::task::JoinSet::new();
-    let admin_listener = serve::bind(args.admin_listen).await?;
     let admin_addr = admin_listener.local_addr()?;
-    servers.spawn(serve::serve(
-        admin_listener,
-        admin.router(),
-        stopped(stop_rx.clone()),
-    ));
+    servers.spawn(
+        serve::serve(admin_listener, admin.router(), stopped(stop_rx.clone()))
+            .instrument(tracing::info_span!("admin")),
+    );
     let mut node_addrs = Vec::new();
     let mut nodes = Vec::new();
-    for addr in &args.node_listen {
-        let node = keyledger_node::Node::start(log.clone());
-        let listener = serve::bind(*addr).await?;
+    for (i, listener) in node_listeners.into_iter().enumerate() {
+        let span = tracing::info_span!("node", n = i + 1);
+        let node = span.in_scope(|| keyledger_node::Node::start(log.clone()));
         node_addrs.push(listener.local_addr()?);
-        servers.spawn(serve::serve(
-            listener,
-            node.router(),
-            stopped(stop_rx.clone()),
-        ));
+        servers.spawn(
+            serve::serve(listener, node.router(), stopped(stop_rx.clone())).instrument(span),
+        );
         nodes.push(node);
     }
 
@@ -210,6 +238,7 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     while servers.join_next().await.is_some() {}
     drop(nodes);
     drop(admin);
+    log.close().await;
     stop_nats(&mut nats).await;
     println!("keyledger dev stopped");
     Ok(())

@@ -51,6 +51,9 @@ enum Cmd {
     /// Run an API node: replay the stream, follow it, answer /v1/verify.
     Node(NodeArgs),
     /// Quick start: nats-server, an admin service and two nodes, in one process.
+    #[command(after_help = "nats-server is found through NATS_SERVER_BIN, then PATH, then \
+        .tools/nats-server/bin (scripts/install-nats-server puts a pinned one there). The admin \
+        token is KEYLEDGER_ADMIN_TOKEN if set, else one made on first start and kept in the data dir.")]
     Dev(dev::DevArgs),
 }
 
@@ -112,7 +115,6 @@ fn main() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
             eprintln!("keyledger: {e:#}");
             ExitCode::FAILURE
         }
@@ -124,6 +126,7 @@ fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

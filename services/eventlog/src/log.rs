@@ -121,6 +121,9 @@ impl EventLog {
                             async_nats::Event::Disconnected => {
                                 tracing::warn!(url = %shown, "NATS disconnected; reconnecting");
                             }
+                            async_nats::Event::Closed | async_nats::Event::Draining => {
+                                tracing::debug!(url = %shown, event = %event, "NATS connection closing");
+                            }
                             other => tracing::warn!(url = %shown, event = %other, "NATS event"),
                         }
                     }
@@ -140,6 +143,14 @@ impl EventLog {
             stream: stream.to_owned(),
             url: shown,
         })
+    }
+
+    /// Flushes and closes the connection (all clones share it), so that
+    /// shutting down is not reported as a lost connection.
+    pub async fn close(&self) {
+        if let Err(e) = self.client.drain().await {
+            tracing::debug!(error = %e, "closing the NATS connection");
+        }
     }
 
     /// The stream's name.

@@ -11,6 +11,7 @@ use keyledger_eventlog::{EventLog, FeedState, feed};
 use keyledger_projections::{Grant, ValidationTable};
 use serde_json::{Value, json};
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use crate::KeyAuthLayer;
 use crate::verify::verify;
@@ -35,12 +36,12 @@ impl Node {
     /// stream does not exist yet, waits for admin to create it.
     pub fn start(log: EventLog) -> Self {
         let table = Arc::new(ValidationTable::new());
-        let (progress, feed) = watch::channel(FeedState::default());
-        let feed_task = tokio::spawn(feed_into(log.clone(), table.clone(), progress));
+        let (progress, feed_rx) = watch::channel(FeedState::default());
+        let feed_task = tokio::spawn(feed(log.clone(), table.clone(), progress).in_current_span());
         Self {
             log,
             table,
-            feed,
+            feed: feed_rx,
             feed_task,
         }
     }
@@ -65,6 +66,7 @@ impl Node {
         };
         let example = Router::new()
             .route("/example/items", get(list_items).post(create_item))
+            .with_state(ExampleItems::default())
             .layer(KeyAuthLayer::new(self.table.clone()));
         Router::new()
             .route("/v1/verify", any(verify).with_state(self.table.clone()))
@@ -76,10 +78,6 @@ impl Node {
                 (StatusCode::NOT_FOUND, Json(json!({ "error": { "code": "route_not_found", "message": "no such route" } })))
             })
     }
-}
-
-async fn feed_into(log: EventLog, table: Arc<ValidationTable>, progress: watch::Sender<FeedState>) {
-    feed(log, table, progress).await;
 }
 
 impl Drop for Node {
@@ -124,13 +122,31 @@ async fn readyz(State(state): State<NodeState>) -> impl IntoResponse {
     (code, Json(body))
 }
 
-async fn list_items(Extension(grant): Extension<Grant>) -> Json<Value> {
-    Json(json!({ "items": ["apple", "pear"], "key_id": grant.key_id }))
+/// The example API's items: a list in memory, per node.
+#[derive(Clone, Default)]
+struct ExampleItems(Arc<std::sync::Mutex<Vec<Value>>>);
+
+/// `GET /example/items`: any allowed key may read.
+async fn list_items(
+    State(items): State<ExampleItems>,
+    Extension(grant): Extension<Grant>,
+) -> Json<Value> {
+    let items = items.0.lock().map(|i| i.clone()).unwrap_or_default();
+    Json(json!({ "items": items, "read_by": grant.key_id }))
 }
 
-async fn create_item(Extension(grant): Extension<Grant>) -> (StatusCode, Json<Value>) {
-    (
-        StatusCode::CREATED,
-        Json(json!({ "created": true, "key_id": grant.key_id })),
-    )
+/// `POST /example/items`: only read-write keys get here (the Layer answers 403 to read-only ones).
+async fn create_item(
+    State(items): State<ExampleItems>,
+    Extension(grant): Extension<Grant>,
+) -> (StatusCode, Json<Value>) {
+    let Ok(mut items) = items.0.lock() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "error": { "code": "unavailable", "message": "try again" } })),
+        );
+    };
+    let item = json!({ "id": items.len() + 1, "created_by": grant.key_id });
+    items.push(item.clone());
+    (StatusCode::CREATED, Json(item))
 }
