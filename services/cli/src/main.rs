@@ -51,9 +51,11 @@ enum Cmd {
     /// Run an API node: replay the stream, follow it, answer /v1/verify.
     Node(NodeArgs),
     /// Quick start: nats-server, an admin service and two nodes, in one process.
-    #[command(after_help = "nats-server is found through NATS_SERVER_BIN, then PATH, then \
+    #[command(
+        after_help = "nats-server is found through NATS_SERVER_BIN, then PATH, then \
         .tools/nats-server/bin (scripts/install-nats-server puts a pinned one there). The admin \
-        token is KEYLEDGER_ADMIN_TOKEN if set, else one made on first start and kept in the data dir.")]
+        token is KEYLEDGER_ADMIN_TOKEN if set, else one made on first start and kept in the data dir."
+    )]
     Dev(dev::DevArgs),
 }
 
