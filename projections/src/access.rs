@@ -34,7 +34,8 @@ pub struct Grant {
     pub read_only: bool,
 }
 
-/// Why a key may not do what was asked. Every variant but `ReadOnly` is a 401.
+/// Why a key may not do what was asked: `ReadOnly` is a 403, `NotReady` a
+/// 503, every other variant a 401.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Denial {
     /// No key was presented.
@@ -55,6 +56,9 @@ pub enum Denial {
     /// The node could not trust an event about this key, so it fails closed.
     #[error("the key's state is unknown to this node; it fails closed")]
     StateUnknown,
+    /// The node has not finished replaying the stream, so it cannot answer yet (503).
+    #[error("this node is still replaying the event stream; it cannot validate keys yet")]
+    NotReady,
     /// A read-only key asked for a write (403).
     #[error("the API key is read-only")]
     ReadOnly {
@@ -73,11 +77,13 @@ impl Denial {
             Self::Unknown => "unknown_key",
             Self::Disabled => "disabled_key",
             Self::StateUnknown => "key_state_unknown",
+            Self::NotReady => "not_ready",
             Self::ReadOnly { .. } => "read_only_key",
         }
     }
 
-    /// Whether this is a 403 (forbidden) rather than a 401 (unauthenticated).
+    /// Whether this is a 403 (forbidden) rather than a 401 (unauthenticated)
+    /// or a 503 (not ready).
     pub fn is_forbidden(&self) -> bool {
         matches!(self, Self::ReadOnly { .. })
     }

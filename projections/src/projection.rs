@@ -19,4 +19,7 @@ pub trait Projection: Send + Sync {
     /// The named keys fail closed from now on; with no key named, every key
     /// does. Returns `false` when `seq` was already passed.
     fn poison(&self, seq: u64, keys: &[KeyId], reason: &str) -> bool;
+
+    /// Called once the replay has reached the stream head seen at start.
+    fn caught_up(&self) {}
 }

@@ -36,6 +36,9 @@ pub struct ValidationTable {
     /// Set when an untrusted message could not be tied to a key: then every
     /// key fails closed.
     sealed: AtomicBool,
+    /// Set once the replay reached the stream head seen at start. Until then
+    /// the table holds a half-replayed past and answers nothing.
+    ready: AtomicBool,
     poisoned: Mutex<BTreeMap<KeyId, (u64, String)>>,
     seal_reason: Mutex<Option<(u64, String)>>,
 }
@@ -43,6 +46,8 @@ pub struct ValidationTable {
 /// What a node reports about its table.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ValidationStatus {
+    /// Whether the replay is done and keys are validated.
+    pub ready: bool,
     /// Last applied stream sequence.
     pub applied_seq: u64,
     /// Keys that grant access when enabled (live keys, enabled or not).
@@ -69,6 +74,9 @@ impl ValidationTable {
 
     /// Validates an already hashed key.
     pub fn validate_hash(&self, hash: &KeyHash, access: Access) -> Result<Grant, Denial> {
+        if !self.ready.load(Ordering::Acquire) {
+            return Err(Denial::NotReady);
+        }
         if self.sealed.load(Ordering::Acquire) {
             return Err(Denial::StateUnknown);
         }
@@ -90,6 +98,11 @@ impl ValidationTable {
         })
     }
 
+    /// Marks the replay done: from now on keys are validated.
+    pub fn mark_ready(&self) {
+        self.ready.store(true, Ordering::Release);
+    }
+
     /// A snapshot for `/v1/status` and `/readyz`.
     pub fn status(&self) -> ValidationStatus {
         let poisoned = self
@@ -98,6 +111,7 @@ impl ValidationTable {
             .map(|p| p.iter().map(|(k, (s, r))| (*k, *s, r.clone())).collect())
             .unwrap_or_default();
         ValidationStatus {
+            ready: self.ready.load(Ordering::Acquire),
             applied_seq: self.position(),
             keys: self.by_hash.len(),
             poisoned,
@@ -223,6 +237,10 @@ impl Projection for ValidationTable {
         self.advance(seq)
     }
 
+    fn caught_up(&self) {
+        self.mark_ready();
+    }
+
     fn poison(&self, seq: u64, keys: &[KeyId], reason: &str) -> bool {
         if seq <= self.position() {
             return false;
@@ -247,6 +265,29 @@ mod tests {
     use super::*;
     use crate::test_commits::commit;
 
+    fn ready_table() -> ValidationTable {
+        let t = ValidationTable::new();
+        t.mark_ready();
+        t
+    }
+
+    #[test]
+    fn nothing_is_validated_before_the_replay_is_done() {
+        let t = ValidationTable::new();
+        let key = ApiKey::generate().unwrap();
+        t.apply(1, &commit(id(1), vec![created(&key, false)]));
+        t.apply(2, &commit(id(1), vec![Change::Disabled]));
+        assert_eq!(
+            t.validate(key.expose_secret(), Access::Read),
+            Err(Denial::NotReady)
+        );
+        t.mark_ready();
+        assert_eq!(
+            t.validate(key.expose_secret(), Access::Read),
+            Err(Denial::Disabled)
+        );
+    }
+
     fn created(key: &ApiKey, read_only: bool) -> Change {
         Change::Created {
             name: KeyName::parse("n").unwrap(),
@@ -262,7 +303,7 @@ mod tests {
 
     #[test]
     fn a_created_key_is_valid_and_scoped() {
-        let t = ValidationTable::new();
+        let t = ready_table();
         let key = ApiKey::generate().unwrap();
         assert!(t.apply(1, &commit(id(1), vec![created(&key, true)])));
         let raw = key.expose_secret();
@@ -288,7 +329,7 @@ mod tests {
 
     #[test]
     fn disable_enable_remove() {
-        let t = ValidationTable::new();
+        let t = ready_table();
         let key = ApiKey::generate().unwrap();
         let raw = key.expose_secret();
         t.apply(1, &commit(id(1), vec![created(&key, false)]));
@@ -306,7 +347,7 @@ mod tests {
 
     #[test]
     fn replays_are_idempotent_by_sequence() {
-        let t = ValidationTable::new();
+        let t = ready_table();
         let key = ApiKey::generate().unwrap();
         t.apply(1, &commit(id(1), vec![created(&key, false)]));
         t.apply(2, &commit(id(1), vec![Change::Disabled]));
@@ -320,7 +361,7 @@ mod tests {
 
     #[test]
     fn malformed_keys_are_rejected_before_lookup() {
-        let t = ValidationTable::new();
+        let t = ready_table();
         assert!(matches!(
             t.validate("", Access::Read),
             Err(Denial::Malformed(_))
@@ -333,7 +374,7 @@ mod tests {
 
     #[test]
     fn a_poisoned_key_fails_closed_even_if_created_later() {
-        let t = ValidationTable::new();
+        let t = ready_table();
         let a = ApiKey::generate().unwrap();
         let b = ApiKey::generate().unwrap();
         t.apply(1, &commit(id(1), vec![created(&a, false)]));
@@ -354,14 +395,14 @@ mod tests {
 
     #[test]
     fn events_for_keys_never_created_poison_them() {
-        let t = ValidationTable::new();
+        let t = ready_table();
         t.apply(1, &commit(id(9), vec![Change::Enabled]));
         assert_eq!(t.status().poisoned[0].0, id(9));
     }
 
     #[test]
     fn an_untrusted_message_with_no_key_seals_everything() {
-        let t = ValidationTable::new();
+        let t = ready_table();
         let key = ApiKey::generate().unwrap();
         t.apply(1, &commit(id(1), vec![created(&key, false)]));
         t.poison(2, &[], "garbage");

@@ -83,6 +83,37 @@ async fn read_only_key_reads_but_cannot_write() {
     assert_eq!(r.status(), FORBIDDEN);
     let r = sys.http.get(&items).send().await.unwrap();
     assert_eq!(r.status(), DENIED);
+    // In process, the request's own method counts: a client cannot claim a read.
+    for header in ["x-forwarded-method", "x-original-method"] {
+        let r = sys
+            .http
+            .post(&items)
+            .bearer_auth(&key)
+            .header(header, "GET")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), FORBIDDEN, "{header}");
+    }
+    // Envoy ext_authz appends the original path to /v1/verify.
+    let r = sys
+        .http
+        .get(format!("{node}/v1/verify/api/orders?id=7"))
+        .header("x-api-key", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), OK);
+    // Wrong methods on the node's own routes get the JSON error shape too.
+    let r = sys
+        .http
+        .delete(format!("{node}/v1/status"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "method_not_allowed");
     // A read-write key writes through the Layer; the handler sees which key it was.
     let writer = sys.create_key("writer", false).await;
     sys.wait_applied(writer.seq).await;
@@ -448,4 +479,57 @@ async fn nodes_and_admin_recover_after_nats_is_killed_and_restarted() {
         "nodes did not pick up the revocation after NATS came back"
     );
     eprintln!("recovered in {:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_answers_nothing_until_its_replay_is_done() {
+    let sys = System::with_nodes(0).await.unwrap();
+    let key = sys.create_key("early", false).await;
+    // A node on a stream that does not exist yet cannot have replayed anything.
+    let node = RunningNode::start(&sys.nats.url(), "NOT_YET")
+        .await
+        .unwrap();
+    let r = sys
+        .http
+        .get(format!("{}/v1/verify", node.url))
+        .header("x-api-key", &key.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "not_ready");
+    let r = sys
+        .http
+        .get(format!("{}/example/items", node.url))
+        .header("x-api-key", &key.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let r = sys
+        .http
+        .get(format!("{}/readyz", node.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // Once the stream appears (admin creates it), the node catches up and answers.
+    let _admin = keyledger_tests::RunningAdmin::start(&sys.nats.url(), "NOT_YET", &sys.token)
+        .await
+        .unwrap();
+    let ready = eventually(Duration::from_secs(10), || async {
+        sys.http
+            .get(format!("{}/readyz", node.url))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == OK)
+    })
+    .await;
+    assert!(ready);
+    assert_eq!(
+        verify_at(&sys.http, &node.url, &key.key, "GET").await,
+        DENIED,
+        "a key of another stream"
+    );
 }

@@ -67,6 +67,9 @@ where
             s.head_at_start = head;
             s.position = projection.position();
             s.caught_up = s.position >= head;
+            if s.caught_up {
+                projection.caught_up();
+            }
         }
     });
     if progress.borrow().caught_up {
@@ -95,6 +98,7 @@ where
             s.position = projection.position();
             if !s.caught_up && (s.position >= s.head_at_start || pending == 0) {
                 s.caught_up = true;
+                projection.caught_up();
                 tracing::info!(
                     position = s.position,
                     elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),

@@ -20,7 +20,7 @@ use std::task::{Context, Poll};
 use axum::body::Body;
 use axum::http::{Request, Response};
 use futures::future::{BoxFuture, FutureExt};
-use keyledger_projections::{Grant, ValidationTable};
+use keyledger_projections::{Access, Grant, ValidationTable};
 use tower::{Layer, Service};
 
 use crate::verify::{check, denial_response};
@@ -71,7 +71,10 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        match check(&self.table, req.headers(), req.method()) {
+        // In process, the request's own method is the truth: headers such as
+        // X-Forwarded-Method come from the client and are not trusted here.
+        let access = Access::for_method(req.method().as_str());
+        match check(&self.table, req.headers(), access) {
             Ok(grant) => {
                 req.extensions_mut().insert::<Grant>(grant);
                 // Take the service that was driven to readiness; leave a clone.

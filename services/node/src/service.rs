@@ -70,12 +70,25 @@ impl Node {
             .layer(KeyAuthLayer::new(self.table.clone()));
         Router::new()
             .route("/v1/verify", any(verify).with_state(self.table.clone()))
+            // Envoy's ext_authz appends the original path to its path_prefix.
+            .route(
+                "/v1/verify/{*original_path}",
+                any(verify).with_state(self.table.clone()),
+            )
             .route("/v1/status", get(status).with_state(state.clone()))
             .route("/readyz", get(readyz).with_state(state))
-            .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
+            .route(
+                "/healthz",
+                get(|| async { Json(json!({ "status": "ok" })) }),
+            )
             .merge(example)
-            .fallback(|| async {
-                (StatusCode::NOT_FOUND, Json(json!({ "error": { "code": "route_not_found", "message": "no such route" } })))
+            .fallback(|| async { error(StatusCode::NOT_FOUND, "route_not_found", "no such route") })
+            .method_not_allowed_fallback(|| async {
+                error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    "method not allowed on this route",
+                )
             })
     }
 }
@@ -84,6 +97,13 @@ impl Drop for Node {
     fn drop(&mut self) {
         self.feed_task.abort();
     }
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> (StatusCode, Json<Value>) {
+    (
+        status,
+        Json(json!({ "error": { "code": code, "message": message } })),
+    )
 }
 
 fn status_body(state: &NodeState) -> Value {
@@ -100,7 +120,7 @@ fn status_body(state: &NodeState) -> Value {
         "applied_seq": table.applied_seq,
         "stream_head_at_start": feed.head_at_start,
         "keys": table.keys,
-        "ready": feed.caught_up && table.sealed.is_none(),
+        "ready": table.ready && table.sealed.is_none(),
         "nats_connected": state.log.is_connected(),
         "poisoned_keys": poisoned,
         "sealed": table.sealed.map(|(seq, reason)| json!({ "seq": seq, "reason": reason })),

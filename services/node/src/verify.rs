@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use keyledger_projections::{Denial, Grant, ValidationTable};
+use keyledger_projections::{Access, Denial, Grant, ValidationTable};
 use serde_json::json;
 
 use crate::{access_for, presented_key};
@@ -15,23 +15,23 @@ use crate::{access_for, presented_key};
 /// The header that names the key on an allowed request.
 pub(crate) const KEY_ID: &str = "x-key-id";
 
-/// Checks a request's key against the table.
+/// Checks a request's key against the table for `access`.
 pub(crate) fn check(
     table: &ValidationTable,
     headers: &HeaderMap,
-    method: &Method,
+    access: Access,
 ) -> Result<Grant, Denial> {
     let key = presented_key(headers)?;
-    table.validate(key, access_for(headers, method))
+    table.validate(key, access)
 }
 
 /// The answer to a denied request: 401 (or 403 for a read-only key asked to
 /// write) with a JSON error body. It never echoes the key.
 pub fn denial_response(denial: &Denial) -> Response<Body> {
-    let status = if denial.is_forbidden() {
-        StatusCode::FORBIDDEN
-    } else {
-        StatusCode::UNAUTHORIZED
+    let status = match denial {
+        Denial::ReadOnly { .. } => StatusCode::FORBIDDEN,
+        Denial::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::UNAUTHORIZED,
     };
     let body = json!({ "error": { "code": denial.code(), "message": denial.to_string() } });
     let mut response = (status, Json(body)).into_response();
@@ -55,7 +55,8 @@ pub(crate) async fn verify(
     method: Method,
     headers: HeaderMap,
 ) -> Response<Body> {
-    match check(&table, &headers, &method) {
+    // Forward auth: the proxy tells us the method it is authorising.
+    match check(&table, &headers, access_for(&headers, &method)) {
         Ok(grant) => {
             let id = grant.key_id.to_string();
             let mut response = (

@@ -51,6 +51,7 @@ fn main() -> anyhow::Result<()> {
             sample.push(key);
         }
     }
+    table.mark_ready();
     println!(
         "validate bench: {n} keys loaded in {:.1} s; {rounds} rounds",
         started.elapsed().as_secs_f64()
