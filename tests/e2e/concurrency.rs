@@ -179,3 +179,51 @@ async fn creates_through_two_admins_interleave_without_loss() {
     assert_eq!(applied_seq(&sys.http, &sys.nodes[0].url).await, 20);
     second.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_never_answers_404_for_a_key_another_admin_just_created() {
+    let sys = System::with_nodes(1).await.unwrap();
+    let second = RunningAdmin::start(&sys.nats.url(), &sys.stream, &sys.token)
+        .await
+        .unwrap();
+    for i in 0..30 {
+        let key = sys.create_key(&format!("fresh {i}"), false).await;
+        // Straight to the other admin, which may not have seen the create yet.
+        let (get, delete) = if i % 2 == 0 {
+            let r = sys
+                .http
+                .get(format!("{}/v1/keys/{}", second.url, key.id))
+                .bearer_auth(&sys.token)
+                .send()
+                .await
+                .unwrap();
+            let get = r.status();
+            let r = sys
+                .http
+                .delete(format!("{}/v1/keys/{}", second.url, key.id))
+                .bearer_auth(&sys.token)
+                .send()
+                .await
+                .unwrap();
+            (get, r.status())
+        } else {
+            let r = sys
+                .http
+                .delete(format!("{}/v1/keys/{}", second.url, key.id))
+                .bearer_auth(&sys.token)
+                .send()
+                .await
+                .unwrap();
+            (StatusCode::OK, r.status())
+        };
+        assert_eq!(get, StatusCode::OK, "GET {i}");
+        assert_eq!(delete, StatusCode::OK, "DELETE {i}");
+        let seq = sys.stream_messages().await.last().unwrap().0;
+        sys.wait_applied(seq).await;
+        assert_eq!(
+            sys.verify(0, &key.key, "GET").await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    second.stop().await;
+}

@@ -39,6 +39,7 @@ pub(crate) async fn execute(
     // One command at a time per process; races with other processes are
     // settled by the stream's expected last sequence.
     let _turn = state.append_turn.lock().await;
+    let mut caught_up = false;
     for attempt in 0..ATTEMPTS {
         let position = state.catalogue.position();
         let key_state = state
@@ -46,10 +47,18 @@ pub(crate) async fn execute(
             .state(&key_id)
             .map_err(ApiError::KeyStateUnknown)?;
         let command = make(state)?;
-        let changes = decide(&key_state, &command).map_err(|e| match e {
-            KeyError::NotFound => ApiError::KeyNotFound(key_id.to_string()),
-            KeyError::AlreadyExists => ApiError::Conflict,
-        })?;
+        let changes = match decide(&key_state, &command) {
+            Ok(changes) => changes,
+            // "No such key" may only mean that this view is behind: another
+            // admin may have just created it. Never answer 404 on a stale view.
+            Err(KeyError::NotFound) if !caught_up => {
+                catch_up(state).await?;
+                caught_up = true;
+                continue;
+            }
+            Err(KeyError::NotFound) => return Err(ApiError::KeyNotFound(key_id.to_string())),
+            Err(KeyError::AlreadyExists) => return Err(ApiError::Conflict),
+        };
         if changes.is_empty() {
             let seq = state.catalogue.get(&key_id).map_or(position, |v| v.version);
             return Ok(Appended { seq });
@@ -116,7 +125,7 @@ pub(crate) async fn execute(
 }
 
 /// Waits (bounded) until the catalogue holds everything up to the stream's head.
-async fn catch_up(state: &AppState) -> Result<(), ApiError> {
+pub(crate) async fn catch_up(state: &AppState) -> Result<(), ApiError> {
     let head = state.log.head().await.map_err(|e| {
         tracing::error!(error = %e, "cannot read the stream head");
         ApiError::Unavailable("the event log is unavailable".into())

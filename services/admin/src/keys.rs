@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::ApiError;
-use crate::execute::execute;
+use crate::execute::{catch_up, execute};
 use crate::json::{JsonBody, QueryParams};
 use crate::request::RequestContext;
 use crate::service::AppState;
@@ -165,6 +165,13 @@ pub(crate) async fn get(
     Path(id): Path<String>,
 ) -> Result<Json<KeyView>, ApiError> {
     let id = key_id(&id)?;
+    if let Some(view) = state.catalogue.get(&id) {
+        return Ok(Json(view));
+    }
+    // Not here: perhaps only not yet. Catch up with the stream before saying 404.
+    if let Err(e) = catch_up(&state).await {
+        tracing::warn!(error = %e, "cannot confirm a 404 against the stream head");
+    }
     state
         .catalogue
         .get(&id)
