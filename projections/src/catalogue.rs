@@ -287,6 +287,21 @@ impl Projection for Catalogue {
         inner.position = seq;
         true
     }
+
+    fn seal(&self, reason: &str) {
+        let mut inner = self.write();
+        let seq = inner.position;
+        inner.sealed.get_or_insert_with(|| (seq, reason.to_owned()));
+    }
+
+    fn acknowledge(&self, seq: u64) -> bool {
+        let mut inner = self.write();
+        if seq <= inner.position {
+            return false;
+        }
+        inner.position = seq;
+        true
+    }
 }
 
 #[cfg(test)]

@@ -20,6 +20,15 @@ pub trait Projection: Send + Sync {
     /// does. Returns `false` when `seq` was already passed.
     fn poison(&self, seq: u64, keys: &[KeyId], reason: &str) -> bool;
 
+    /// Makes every key fail closed, whatever the sequence: for trouble that is
+    /// not one message, such as the stream going backwards.
+    fn seal(&self, reason: &str);
+
+    /// Passes over the message at `seq` without applying it, because an
+    /// operator acknowledged it as untrusted. Returns `false` when `seq` was
+    /// already passed.
+    fn acknowledge(&self, seq: u64) -> bool;
+
     /// Called once the replay has reached the stream head seen at start.
     fn caught_up(&self) {}
 }

@@ -241,6 +241,17 @@ impl Projection for ValidationTable {
         self.mark_ready();
     }
 
+    fn seal(&self, reason: &str) {
+        if let Ok(mut s) = self.seal_reason.lock() {
+            s.get_or_insert_with(|| (self.position(), reason.to_owned()));
+        }
+        self.sealed.store(true, Ordering::Release);
+    }
+
+    fn acknowledge(&self, seq: u64) -> bool {
+        self.advance(seq)
+    }
+
     fn poison(&self, seq: u64, keys: &[KeyId], reason: &str) -> bool {
         if seq <= self.position() {
             return false;
@@ -248,13 +259,11 @@ impl Projection for ValidationTable {
         for key in keys {
             self.poison_key(seq, *key, reason);
         }
+        let advanced = self.advance(seq);
         if keys.is_empty() {
-            if let Ok(mut s) = self.seal_reason.lock() {
-                s.get_or_insert_with(|| (seq, reason.to_owned()));
-            }
-            self.sealed.store(true, Ordering::Release);
+            self.seal(reason);
         }
-        self.advance(seq)
+        advanced
     }
 }
 

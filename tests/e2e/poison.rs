@@ -143,3 +143,96 @@ async fn garbage_that_names_no_key_seals_the_node() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_can_acknowledge_a_garbage_message_after_inspecting_it() {
+    let sys = System::with_nodes(0).await.unwrap();
+    let key = sys.create_key("k", false).await;
+    let later = sys.create_key("later", false).await;
+    let seq = publish_raw(&sys, "KEYLEDGER.keys.not-a-key-id", "garbage").await;
+    // A node told that `seq` is known garbage passes over it and serves normally.
+    let options = keyledger_eventlog::FeedOptions {
+        acknowledged: [seq].into_iter().collect(),
+    };
+    let node = keyledger_tests::RunningNode::start_with(&sys.nats.url(), &sys.stream, options)
+        .await
+        .unwrap();
+    let ready = eventually(Duration::from_secs(10), || async {
+        sys.http
+            .get(format!("{}/readyz", node.url))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == StatusCode::OK)
+    })
+    .await;
+    assert!(ready);
+    assert_eq!(
+        keyledger_tests::verify_at(&sys.http, &node.url, &key.key, "GET").await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        keyledger_tests::verify_at(&sys.http, &node.url, &later.key, "GET").await,
+        StatusCode::OK
+    );
+    // A node without the acknowledgement fails closed.
+    let plain = keyledger_tests::RunningNode::start(&sys.nats.url(), &sys.stream)
+        .await
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            applied_seq(&sys.http, &plain.url).await >= seq
+        })
+        .await
+    );
+    assert_eq!(
+        keyledger_tests::verify_at(&sys.http, &plain.url, &key.key, "GET").await,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_stream_seals_every_node_and_admin() {
+    let sys = System::with_nodes(1).await.unwrap();
+    let key = sys.create_key("before", false).await;
+    sys.wait_applied(key.seq).await;
+    // Someone deletes the stream and makes it again (or restores an old backup).
+    let client = async_nats::connect(sys.nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    js.delete_stream("KEYLEDGER").await.unwrap();
+    let log = keyledger_eventlog::EventLog::connect(&sys.nats.url(), "KEYLEDGER")
+        .await
+        .unwrap();
+    log.ensure_stream(&keyledger_eventlog::StreamOptions::default())
+        .await
+        .unwrap();
+    let sealed = eventually(Duration::from_secs(10), || async {
+        status(&sys, 0).await["sealed"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("replaced"))
+    })
+    .await;
+    assert!(sealed, "{}", status(&sys, 0).await);
+    assert_eq!(
+        sys.verify(0, &key.key, "GET").await,
+        StatusCode::UNAUTHORIZED
+    );
+    let r = sys
+        .http
+        .get(format!("{}/readyz", sys.nodes[0].url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // The admin refuses to build on a history it no longer has.
+    let sealed_admin = eventually(Duration::from_secs(10), || async {
+        sys.http
+            .get(format!("{}/readyz", sys.admin.url))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == StatusCode::SERVICE_UNAVAILABLE)
+    })
+    .await;
+    assert!(sealed_admin);
+    let (code, body) = sys.update_key(&key.id, json!({ "enabled": false })).await;
+    assert_eq!(code, StatusCode::CONFLICT, "{body}");
+}

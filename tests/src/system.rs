@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use keyledger_admin::{Admin, AdminConfig, AdminToken};
-use keyledger_eventlog::{EventLog, StreamOptions};
+use keyledger_eventlog::{EventLog, FeedOptions, StreamOptions};
 use keyledger_node::Node;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -110,6 +110,7 @@ impl RunningAdmin {
         let config = AdminConfig {
             token: AdminToken::new(token)?,
             stream: StreamOptions::default(),
+            feed: FeedOptions::default(),
         };
         let admin = Admin::start(log, config).await?;
         let mut feed = admin.feed();
@@ -133,8 +134,17 @@ impl RunningAdmin {
 impl RunningNode {
     /// Starts a node on `stream` at `nats_url`.
     pub async fn start(nats_url: &str, stream: &str) -> anyhow::Result<Self> {
+        Self::start_with(nats_url, stream, FeedOptions::default()).await
+    }
+
+    /// Starts a node with operator decisions for its feed.
+    pub async fn start_with(
+        nats_url: &str,
+        stream: &str,
+        options: FeedOptions,
+    ) -> anyhow::Result<Self> {
         let log = EventLog::connect(nats_url, stream).await?;
-        let node = Node::start(log);
+        let node = Node::start_with(log, options);
         let served = Served::start(node.router()).await?;
         Ok(Self {
             url: served.url.clone(),

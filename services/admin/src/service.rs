@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router, middleware};
-use keyledger_eventlog::{EventLog, EventLogError, FeedState, StreamOptions, feed};
+use keyledger_eventlog::{EventLog, EventLogError, FeedOptions, FeedState, StreamOptions, feed};
 use keyledger_projections::Catalogue;
 use serde_json::json;
 use tokio::sync::{Mutex, watch};
@@ -23,6 +23,8 @@ pub struct AdminConfig {
     pub token: AdminToken,
     /// Settings for the stream, used when admin creates it.
     pub stream: StreamOptions,
+    /// Operator decisions for the feed (acknowledged untrusted messages).
+    pub feed: FeedOptions,
 }
 
 pub(crate) struct AppState {
@@ -47,8 +49,9 @@ impl Admin {
         log.ensure_stream(&config.stream).await?;
         let catalogue = Arc::new(Catalogue::new());
         let (progress, feed_rx) = watch::channel(FeedState::default());
-        let feed_task =
-            tokio::spawn(feed(log.clone(), catalogue.clone(), progress).in_current_span());
+        let feed_task = tokio::spawn(
+            feed(log.clone(), catalogue.clone(), progress, config.feed).in_current_span(),
+        );
         let state = Arc::new(AppState {
             log,
             catalogue,
@@ -107,7 +110,7 @@ fn status_body(state: &AppState) -> serde_json::Value {
         "applied_seq": catalogue.applied_seq,
         "stream_head_at_start": feed.head_at_start,
         "keys": catalogue.keys,
-        "ready": feed.caught_up,
+        "ready": feed.caught_up && catalogue.sealed.is_none(),
         "nats_connected": state.log.is_connected(),
         "poisoned_keys": catalogue.poisoned,
         "sealed": catalogue.sealed.map(|(seq, reason)| json!({ "seq": seq, "reason": reason })),
@@ -119,14 +122,12 @@ async fn status(State(state): State<Arc<AppState>>) -> impl IntoResponse {
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    let ready = state.feed.borrow().caught_up;
+    let body = status_body(&state);
+    let ready = body["ready"].as_bool().unwrap_or(false);
     let code = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (
-        code,
-        Json(json!({ "ready": ready, "applied_seq": state.catalogue.status().applied_seq })),
-    )
+    (code, Json(body))
 }

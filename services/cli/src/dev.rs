@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Args;
 use keyledger_admin::{AdminConfig, AdminToken};
-use keyledger_eventlog::{EventLog, StreamOptions};
+use keyledger_eventlog::{EventLog, FeedOptions, StreamOptions};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 use tracing::Instrument;
@@ -177,6 +177,7 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
         AdminConfig {
             token,
             stream: StreamOptions::default(),
+            feed: FeedOptions::default(),
         },
     )
     .instrument(tracing::info_span!("admin"))

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use keyledger_admin::{AdminConfig, AdminToken};
-use keyledger_eventlog::{EventLog, StreamOptions};
+use keyledger_eventlog::{EventLog, FeedOptions, StreamOptions};
 
 #[derive(Parser)]
 #[command(
@@ -71,6 +71,23 @@ struct Common {
     /// JetStream stream name.
     #[arg(long, env = "KEYLEDGER_STREAM", default_value = "KEYLEDGER")]
     stream: String,
+    /// Stream sequences of messages you have inspected and judged to be garbage
+    /// (comma-separated). They are passed over instead of making keys fail closed.
+    #[arg(
+        long,
+        env = "KEYLEDGER_ACKNOWLEDGE_UNTRUSTED",
+        value_delimiter = ',',
+        value_name = "SEQ"
+    )]
+    acknowledge_untrusted: Vec<u64>,
+}
+
+impl Common {
+    fn feed_options(&self) -> FeedOptions {
+        FeedOptions {
+            acknowledged: self.acknowledge_untrusted.iter().copied().collect(),
+        }
+    }
 }
 
 #[derive(Args)]
@@ -159,6 +176,7 @@ async fn admin(args: AdminArgs) -> anyhow::Result<()> {
             stream: StreamOptions {
                 replicas: usize::from(args.replicas),
             },
+            feed: args.common.feed_options(),
         },
     )
     .await
@@ -170,7 +188,7 @@ async fn admin(args: AdminArgs) -> anyhow::Result<()> {
 
 async fn node(args: NodeArgs) -> anyhow::Result<()> {
     let log = EventLog::connect(&args.common.nats_url, &args.common.stream).await?;
-    let node = keyledger_node::Node::start(log);
+    let node = keyledger_node::Node::start_with(log, args.common.feed_options());
     let listener = serve::bind(args.listen).await?;
     tracing::info!(addr = %listener.local_addr()?, stream = %args.common.stream, "node listening");
     serve::serve(listener, node.router(), serve::shutdown_signal()).await

@@ -1,14 +1,20 @@
 //! Feeding a projection: replay from where it stands, then follow the tail.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 use keyledger_events::{Commit, KeyId};
 use keyledger_projections::Projection;
+use time::OffsetDateTime;
 use tokio::sync::watch;
 
 use crate::{EventLog, EventLogError};
+
+/// How often a following feed checks that the stream is still the one it
+/// replayed (not deleted and made again, not restored to an older point).
+const IDENTITY_CHECK: Duration = Duration::from_secs(2);
 
 /// Where a feed stands, published on a watch channel.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -21,23 +27,39 @@ pub struct FeedState {
     pub caught_up: bool,
 }
 
+/// Operator decisions the feed must honour.
+#[derive(Clone, Debug, Default)]
+pub struct FeedOptions {
+    /// Sequences of messages an operator has inspected and acknowledged as
+    /// untrusted garbage: they are passed over (with a warning) instead of
+    /// making keys fail closed. Trusted, decodable messages are applied as usual.
+    pub acknowledged: BTreeSet<u64>,
+}
+
 /// Replays the stream into `projection` from its position on, then follows
 /// it live, forever. Publishes progress on `progress`. Survives NATS outages:
 /// it resubscribes from the projection's position with a backoff.
 ///
 /// A message that cannot be decoded or does not match its subject is never
 /// skipped: the key it concerns (or, if none can be named, every key) is
-/// poisoned and fails closed, and the failure is logged as an error.
-pub async fn feed<P>(log: EventLog, projection: Arc<P>, progress: watch::Sender<FeedState>)
-where
+/// poisoned and fails closed, and the failure is logged as an error. A stream
+/// that goes backwards or is replaced seals the projection: every key fails
+/// closed until the process is restarted against a stream it can trust.
+pub async fn feed<P>(
+    log: EventLog,
+    projection: Arc<P>,
+    progress: watch::Sender<FeedState>,
+    options: FeedOptions,
+) where
     P: Projection + ?Sized + 'static,
 {
     let mut backoff = Duration::from_millis(100);
     let mut announced_wait = false;
+    let mut seen: Option<OffsetDateTime> = None;
     loop {
-        match follow_once(&log, projection.as_ref(), &progress).await {
+        match follow_once(&log, projection.as_ref(), &progress, &options, &mut seen).await {
             Ok(()) => {
-                tracing::warn!(stream = %log.stream_name(), "event subscription ended; resubscribing");
+                tracing::warn!(stream = %log.stream_name(), "event subscription ended; resubscribing")
             }
             Err(EventLogError::NoStream(name)) => {
                 if !announced_wait {
@@ -52,15 +74,43 @@ where
     }
 }
 
+/// Seals the projection if the stream is not the one it has been following.
+fn check_identity<P: Projection + ?Sized>(
+    projection: &P,
+    seen: &mut Option<OffsetDateTime>,
+    created: OffsetDateTime,
+    head: u64,
+) {
+    let position = projection.position();
+    let reason = match *seen {
+        Some(first) if first != created => Some(format!(
+            "the stream was replaced (created {first}, now {created}); restart against a trusted stream"
+        )),
+        _ if head < position => Some(format!(
+            "the stream went backwards (head {head} < applied {position}); restart against a trusted stream"
+        )),
+        _ => None,
+    };
+    seen.get_or_insert(created);
+    if let Some(reason) = reason {
+        tracing::error!(%reason, "every key now fails closed");
+        projection.seal(&reason);
+    }
+}
+
 async fn follow_once<P>(
     log: &EventLog,
     projection: &P,
     progress: &watch::Sender<FeedState>,
+    options: &FeedOptions,
+    seen: &mut Option<OffsetDateTime>,
 ) -> Result<(), EventLogError>
 where
     P: Projection + ?Sized,
 {
-    let head = log.head().await?;
+    let identity = log.identity().await?;
+    check_identity(projection, seen, identity.created, identity.head);
+    let head = identity.head;
     let start = projection.position() + 1;
     progress.send_modify(|s| {
         if !s.caught_up {
@@ -80,7 +130,19 @@ where
     let mut messages = log.subscribe(start).await?;
     let started = std::time::Instant::now();
     let mut last_report = started;
-    while let Some(item) = messages.next().await {
+    let mut identity_check = tokio::time::interval(IDENTITY_CHECK);
+    identity_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let item = tokio::select! {
+            item = messages.next() => item,
+            _ = identity_check.tick() => {
+                if let Ok(now) = log.identity().await {
+                    check_identity(projection, seen, now.created, now.head);
+                }
+                continue;
+            }
+        };
+        let Some(item) = item else { return Ok(()) };
         let message = match item {
             Ok(m) => m,
             Err(e) => {
@@ -93,7 +155,13 @@ where
             continue;
         };
         let (seq, pending) = (info.stream_sequence, info.pending);
-        apply(projection, seq, message.subject.as_str(), &message.payload);
+        apply(
+            projection,
+            seq,
+            message.subject.as_str(),
+            &message.payload,
+            options,
+        );
         progress.send_modify(|s| {
             s.position = projection.position();
             if !s.caught_up && (s.position >= s.head_at_start || pending == 0) {
@@ -111,7 +179,6 @@ where
             tracing::info!(position = seq, head, "replaying…");
         }
     }
-    Ok(())
 }
 
 /// Decodes and applies one stored message, or poisons what it concerns.
@@ -120,38 +187,42 @@ pub(crate) fn apply<P: Projection + ?Sized>(
     seq: u64,
     subject: &str,
     payload: &[u8],
+    options: &FeedOptions,
 ) {
     let subject_key = subject
         .rsplit('.')
         .next()
         .and_then(|t| t.parse::<KeyId>().ok());
-    match Commit::decode(payload) {
+    let untrusted = match Commit::decode(payload) {
         Ok(commit) if Some(commit.key_id()) == subject_key => {
             projection.apply(seq, &commit);
+            return;
         }
         Ok(commit) => {
             let reason = format!(
                 "event for key {} stored under subject {subject}",
                 commit.key_id()
             );
-            tracing::error!(seq, %subject, %reason, "untrusted event: the keys involved now fail closed");
             let keys: Vec<KeyId> = [Some(commit.key_id()), subject_key]
                 .into_iter()
                 .flatten()
                 .collect();
-            projection.poison(seq, &keys, &reason);
+            (keys, reason)
         }
-        Err(e) => {
-            let reason = e.to_string();
-            match subject_key {
-                Some(key) => {
-                    tracing::error!(seq, %subject, %key, %reason, "cannot decode event: this key now fails closed");
-                }
-                None => {
-                    tracing::error!(seq, %subject, %reason, "cannot decode event and cannot tell its key: every key now fails closed");
-                }
-            }
-            projection.poison(seq, subject_key.as_slice(), &reason);
-        }
+        Err(e) => (subject_key.into_iter().collect(), e.to_string()),
+    };
+    let (keys, reason) = untrusted;
+    if options.acknowledged.contains(&seq) {
+        tracing::warn!(seq, %subject, %reason, "untrusted message acknowledged by the operator; passing over it");
+        projection.acknowledge(seq);
+        return;
     }
+    if keys.is_empty() {
+        tracing::error!(seq, %subject, %reason, "untrusted message that names no key: every key now fails closed \
+            (inspect it, then restart with --acknowledge-untrusted {seq} if it is garbage)");
+    } else {
+        tracing::error!(seq, %subject, ?keys, %reason, "untrusted message: these keys now fail closed \
+            (inspect it, then restart with --acknowledge-untrusted {seq} if it is garbage)");
+    }
+    projection.poison(seq, &keys, &reason);
 }

@@ -14,5 +14,5 @@
 mod feed;
 mod log;
 
-pub use feed::{FeedState, feed};
-pub use log::{AppendError, EventLog, EventLogError, StoredMessage, StreamOptions};
+pub use feed::{FeedOptions, FeedState, feed};
+pub use log::{AppendError, EventLog, EventLogError, StoredMessage, StreamIdentity, StreamOptions};

@@ -68,6 +68,15 @@ impl Default for StreamOptions {
     }
 }
 
+/// Which stream this is, and how far it goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StreamIdentity {
+    /// When the stream was created.
+    pub created: OffsetDateTime,
+    /// Its last assigned sequence.
+    pub head: u64,
+}
+
 /// One stored message.
 #[derive(Clone, Debug)]
 pub struct StoredMessage {
@@ -233,12 +242,21 @@ impl EventLog {
 
     /// The stream's last assigned sequence (0 when empty).
     pub async fn head(&self) -> Result<u64, EventLogError> {
+        Ok(self.identity().await?.head)
+    }
+
+    /// When the stream was created, and its head. A different creation time
+    /// means the stream was deleted and made again (or restored from elsewhere).
+    pub async fn identity(&self) -> Result<StreamIdentity, EventLogError> {
         let mut s = self.stream().await?;
         let info = s
             .info()
             .await
             .map_err(|e| EventLogError::JetStream(e.to_string()))?;
-        Ok(info.state.last_sequence)
+        Ok(StreamIdentity {
+            created: info.created,
+            head: info.state.last_sequence,
+        })
     }
 
     /// Reads the message at `seq`, or `None` if there is none.

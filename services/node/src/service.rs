@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{any, get};
 use axum::{Extension, Json, Router};
-use keyledger_eventlog::{EventLog, FeedState, feed};
+use keyledger_eventlog::{EventLog, FeedOptions, FeedState, feed};
 use keyledger_projections::{Grant, ValidationTable};
 use serde_json::{Value, json};
 use tokio::sync::watch;
@@ -35,9 +35,15 @@ impl Node {
     /// Starts replaying the stream into a fresh table, then follows it. If the
     /// stream does not exist yet, waits for admin to create it.
     pub fn start(log: EventLog) -> Self {
+        Self::start_with(log, FeedOptions::default())
+    }
+
+    /// [`Node::start`], with operator decisions for the feed.
+    pub fn start_with(log: EventLog, options: FeedOptions) -> Self {
         let table = Arc::new(ValidationTable::new());
         let (progress, feed_rx) = watch::channel(FeedState::default());
-        let feed_task = tokio::spawn(feed(log.clone(), table.clone(), progress).in_current_span());
+        let feed_task =
+            tokio::spawn(feed(log.clone(), table.clone(), progress, options).in_current_span());
         Self {
             log,
             table,
