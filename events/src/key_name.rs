@@ -25,11 +25,26 @@ pub enum KeyNameError {
     /// A control character (newline, tab, NUL, ...).
     #[error("name must not contain control characters")]
     ControlCharacter,
+    /// An invisible or direction-changing character, which lets a name look
+    /// like another in a listing.
+    #[error("name must not contain invisible or text-direction characters")]
+    InvisibleCharacter,
 }
 
 impl KeyName {
-    /// Parses a name: trims surrounding white space, then checks the rules.
+    /// Parses a new name: trims surrounding white space, then checks the rules.
     pub fn parse(raw: &str) -> Result<Self, KeyNameError> {
+        let name = Self::parse_stored(raw)?;
+        if name.0.chars().any(is_invisible) {
+            return Err(KeyNameError::InvisibleCharacter);
+        }
+        Ok(name)
+    }
+
+    /// Accepts a name read back from the stream: by the rules every version
+    /// has enforced, so that a later tightening (such as the invisible
+    /// characters rule) never makes stored history undecodable.
+    pub fn parse_stored(raw: &str) -> Result<Self, KeyNameError> {
         let trimmed = raw.trim();
         if trimmed.is_empty() {
             return Err(KeyNameError::Empty);
@@ -49,6 +64,18 @@ impl KeyName {
     }
 }
 
+/// Bidirectional controls and zero-width characters that are not needed to
+/// write any language (the joiners U+200C and U+200D stay allowed: emoji and
+/// several scripts need them).
+fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{061C}' | '\u{200B}' | '\u{200E}' | '\u{200F}'
+        | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{2064}'
+        | '\u{2066}'..='\u{2069}'
+        | '\u{FEFF}')
+}
+
 impl fmt::Display for KeyName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -58,7 +85,7 @@ impl fmt::Display for KeyName {
 impl<'de> Deserialize<'de> for KeyName {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        Self::parse(&s).map_err(serde::de::Error::custom)
+        Self::parse_stored(&s).map_err(serde::de::Error::custom)
     }
 }
 
@@ -95,6 +122,23 @@ mod tests {
             KeyName::parse("a\u{7f}b"),
             Err(KeyNameError::ControlCharacter)
         );
+    }
+
+    #[test]
+    fn rejects_spoofing_characters_but_keeps_joiners() {
+        for bad in [
+            "admin\u{202E}txt",
+            "a\u{200B}b",
+            "\u{2066}x\u{2069}",
+            "a\u{FEFF}",
+        ] {
+            assert_eq!(
+                KeyName::parse(bad),
+                Err(KeyNameError::InvisibleCharacter),
+                "{bad:?}"
+            );
+        }
+        assert!(KeyName::parse("family 👨\u{200D}👩\u{200D}👧").is_ok());
     }
 
     #[test]

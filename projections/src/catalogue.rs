@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use keyledger_events::{Change, Commit, KeyId, KeyName, KeyState, LiveKey, Prefix, evolve};
+use keyledger_events::{
+    Change, Commit, KeyHash, KeyId, KeyName, KeyState, LiveKey, Prefix, evolve,
+};
 use serde::Serialize;
 use time::OffsetDateTime;
 
@@ -33,6 +35,10 @@ pub struct KeyView {
     pub updated_at: OffsetDateTime,
     /// Stream sequence of the last commit about this key.
     pub version: u64,
+    /// Set when an event about this key could not be trusted: the key is
+    /// frozen (nodes deny it, commands on it are refused). Says why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub untrusted: Option<String>,
 }
 
 /// A key that failed closed, for status reports.
@@ -74,6 +80,7 @@ struct Inner {
     live: BTreeMap<KeyId, Record>,
     removed: HashMap<KeyId, u64>,
     prefixes: HashMap<Prefix, KeyId>,
+    hashes: HashMap<KeyHash, KeyId>,
     poisoned: BTreeMap<KeyId, PoisonedKey>,
     sealed: Option<(u64, String)>,
 }
@@ -82,6 +89,7 @@ struct Inner {
 struct Record {
     view: KeyView,
     name_lower: String,
+    hash: KeyHash,
 }
 
 /// The admin read model. Internally locked; every method takes `&self`.
@@ -189,6 +197,9 @@ impl Inner {
     }
 
     fn poison(&mut self, seq: u64, key_id: KeyId, reason: &str) {
+        if let Some(r) = self.live.get_mut(&key_id) {
+            r.view.untrusted.get_or_insert_with(|| reason.to_owned());
+        }
         self.poisoned.entry(key_id).or_insert_with(|| PoisonedKey {
             key_id,
             seq,
@@ -200,12 +211,13 @@ impl Inner {
         let id = commit.key_id();
         let mut state = self.state(&id);
         let mut view = self.live.get(&id).map(|r| r.view.clone());
+        let mut hash = self.live.get(&id).map(|r| r.hash);
         for event in commit.events() {
             let is_create = matches!(event.change, Change::Created { .. });
             let fits = match state {
                 KeyState::Absent => is_create,
                 KeyState::Live(_) => !is_create,
-                KeyState::Removed => true,
+                KeyState::Removed => false,
             };
             if !fits {
                 let reason = format!(
@@ -218,9 +230,13 @@ impl Inner {
                 name,
                 prefix,
                 read_only,
-                ..
+                hash: created,
             } = &event.change
             {
+                if self.hashes.contains_key(created) {
+                    return self.poison(seq, id, "Created with the hash of another key");
+                }
+                hash = Some(*created);
                 view = Some(KeyView {
                     id,
                     name: name.clone(),
@@ -230,6 +246,7 @@ impl Inner {
                     created_at: event.at,
                     updated_at: event.at,
                     version: seq,
+                    untrusted: None,
                 });
             }
             state = evolve(state, &event.change);
@@ -242,14 +259,25 @@ impl Inner {
             }
         }
         match (state, view) {
-            (KeyState::Live(_), Some(view)) => {
+            (KeyState::Live(_), Some(mut view)) => {
+                let Some(hash) = hash else { return };
+                self.hashes.insert(hash, id);
+                view.untrusted = self.poisoned.get(&id).map(|p| p.reason.clone());
                 self.prefixes.insert(view.prefix.clone(), id);
                 let name_lower = view.name.as_str().to_lowercase();
-                self.live.insert(id, Record { view, name_lower });
+                self.live.insert(
+                    id,
+                    Record {
+                        view,
+                        name_lower,
+                        hash,
+                    },
+                );
             }
             (KeyState::Removed, _) => {
                 if let Some(r) = self.live.remove(&id) {
                     self.prefixes.remove(&r.view.prefix);
+                    self.hashes.remove(&r.hash);
                 }
                 self.removed.insert(id, seq);
             }
@@ -428,5 +456,32 @@ mod tests {
         assert!(c.state(&id(3)).is_ok());
         assert!(c.poison(3, &[], "garbage"));
         assert!(c.state(&id(3)).is_err());
+    }
+
+    #[test]
+    fn a_second_key_with_the_same_hash_is_frozen_and_marked() {
+        let c = Catalogue::new();
+        let key = create(&c, 1, 1, "original");
+        let copy = Change::Created {
+            name: KeyName::parse("copy").unwrap(),
+            prefix: key.prefix(),
+            hash: key.hash(),
+            read_only: false,
+        };
+        c.apply(2, &commit(id(2), vec![copy]));
+        assert!(c.state(&id(2)).is_err());
+        assert!(c.state(&id(1)).is_ok());
+        // A frozen live key says so in its view.
+        c.poison(3, &[id(1)], "unknown event type");
+        let view = c.get(&id(1)).unwrap();
+        assert_eq!(view.untrusted.as_deref(), Some("unknown event type"));
+        let json = serde_json::to_value(&view).unwrap();
+        assert_eq!(json["untrusted"], "unknown event type");
+        // Events after removal are reported too.
+        let other = create(&c, 4, 3, "other");
+        c.apply(5, &commit(id(3), vec![Change::Removed]));
+        c.apply(6, &commit(id(3), vec![Change::Enabled]));
+        assert!(c.status().poisoned.iter().any(|p| p.key_id == id(3)));
+        assert!(!c.prefix_taken(&other.prefix()));
     }
 }

@@ -192,8 +192,12 @@ impl ValidationTable {
                         return self.poison_key(seq, key, "Created for a key that exists");
                     }
                 },
-                // A removed key stays removed, whatever follows.
-                (Slot::Removed, _) => Slot::Removed,
+                // A removed key stays removed; anything after is reported.
+                (Slot::Removed, other) => {
+                    let reason = format!("{} for a removed key", other.type_name());
+                    self.poison_key(seq, key, &reason);
+                    Slot::Removed
+                }
                 (Slot::Absent, other) => {
                     let reason = format!("{} for a key that was never created", other.type_name());
                     return self.poison_key(seq, key, &reason);
@@ -348,10 +352,11 @@ mod tests {
         assert!(t.validate(raw, Access::Read).is_ok());
         t.apply(5, &commit(id(1), vec![Change::Removed]));
         assert_eq!(t.validate(raw, Access::Read), Err(Denial::Unknown));
-        // Nothing after removal brings it back.
+        // Nothing after removal brings it back, and it is reported.
         t.apply(6, &commit(id(1), vec![Change::Enabled]));
         assert_eq!(t.validate(raw, Access::Read), Err(Denial::Unknown));
         assert_eq!(t.status().keys, 0);
+        assert_eq!(t.status().poisoned.len(), 1);
     }
 
     #[test]

@@ -350,6 +350,29 @@ async fn bad_bodies_get_clear_4xx_answers() {
             "invalid_query",
         ),
         (
+            "bidi override in name",
+            post("{\"name\":\"invoice\\u202Etxt.exe\"}"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_name",
+        ),
+        (
+            "invalid UTF-8 in the id",
+            (Method::GET, "/v1/keys/%FF".into(), None, vec![]),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            "invalid UTF-8 in a PATCH id",
+            (
+                Method::PATCH,
+                "/v1/keys/%FF%FE".into(),
+                json_ct,
+                br#"{"enabled":false}"#.to_vec(),
+            ),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
             "no such route",
             (Method::GET, "/v1/nothing".into(), None, vec![]),
             StatusCode::NOT_FOUND,

@@ -170,8 +170,16 @@ async fn no_raw_key_or_admin_token_appears_in_logs_or_storage() {
         .await
         .unwrap();
     responses.push_str(&r.text().await.unwrap());
-    // Someone pastes a raw key where a name goes, or as the admin token: the
-    // error answers must not echo it.
+    // Someone pastes a raw key into a URL, or uses it as the admin token: the
+    // answers must not echo it, and the logs must not record it.
+    let r = http
+        .get(format!("{admin}/v1/keys/{}", raw_keys[0]))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert!(!r.text().await.unwrap().contains(&raw_keys[0]));
     let r = http
         .post(format!("{admin}/v1/keys"))
         .bearer_auth(&raw_keys[1])

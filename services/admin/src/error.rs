@@ -3,6 +3,7 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use keyledger_events::KeyId;
 use serde_json::json;
 
 /// An error answer: `{"error": {"code": "...", "message": "..."}}`.
@@ -11,9 +12,9 @@ pub enum ApiError {
     /// 401: no admin token, or a wrong one.
     #[error("missing or invalid admin token")]
     Unauthorized,
-    /// 404: no such key.
-    #[error("no key with id {0}")]
-    KeyNotFound(String),
+    /// 404: no such key (`None` when the id was not even a key id; it is not echoed).
+    #[error("no key with id {}", .0.map_or_else(|| "like that".to_owned(), |id| id.to_string()))]
+    KeyNotFound(Option<KeyId>),
     /// 404: no such route.
     #[error("no such route")]
     RouteNotFound,
@@ -120,7 +121,7 @@ mod tests {
     fn every_error_has_a_4xx_or_5xx_and_a_snake_case_code() {
         let all = [
             ApiError::Unauthorized,
-            ApiError::KeyNotFound("x".into()),
+            ApiError::KeyNotFound(None),
             ApiError::RouteNotFound,
             ApiError::MethodNotAllowed,
             ApiError::bad_request("invalid_json", "m"),

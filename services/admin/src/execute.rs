@@ -56,7 +56,7 @@ pub(crate) async fn execute(
                 caught_up = true;
                 continue;
             }
-            Err(KeyError::NotFound) => return Err(ApiError::KeyNotFound(key_id.to_string())),
+            Err(KeyError::NotFound) => return Err(ApiError::KeyNotFound(Some(key_id))),
             Err(KeyError::AlreadyExists) => return Err(ApiError::Conflict),
         };
         if changes.is_empty() {

@@ -4,8 +4,9 @@ use std::sync::Arc;
 
 use axum::Extension;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequestParts, Path, State};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::IntoResponse;
 use keyledger_events::{ApiKey, Command, KeyId, KeyName};
 use keyledger_projections::KeyView;
@@ -77,9 +78,21 @@ fn name(raw: &str) -> Result<KeyName, ApiError> {
     KeyName::parse(raw).map_err(|e| ApiError::unprocessable("invalid_name", e.to_string()))
 }
 
-fn key_id(raw: &str) -> Result<KeyId, ApiError> {
-    raw.parse()
-        .map_err(|_| ApiError::KeyNotFound(raw.chars().take(64).collect()))
+/// The `{id}` of a key route. Anything that is not a key id (including
+/// invalid UTF-8) is a 404 that does not echo what was sent.
+pub(crate) struct KeyIdPath(KeyId);
+
+impl<S: Send + Sync> FromRequestParts<S> for KeyIdPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::KeyNotFound(None))?;
+        raw.parse()
+            .map(KeyIdPath)
+            .map_err(|_| ApiError::KeyNotFound(None))
+    }
 }
 
 pub(crate) async fn create(
@@ -162,9 +175,8 @@ pub(crate) async fn list(
 
 pub(crate) async fn get(
     State(state): State<Arc<AppState>>,
-    Path(id): Path<String>,
+    KeyIdPath(id): KeyIdPath,
 ) -> Result<Json<KeyView>, ApiError> {
-    let id = key_id(&id)?;
     if let Some(view) = state.catalogue.get(&id) {
         return Ok(Json(view));
     }
@@ -176,16 +188,15 @@ pub(crate) async fn get(
         .catalogue
         .get(&id)
         .map(Json)
-        .ok_or_else(|| ApiError::KeyNotFound(id.to_string()))
+        .ok_or(ApiError::KeyNotFound(Some(id)))
 }
 
 pub(crate) async fn update(
     State(state): State<Arc<AppState>>,
     Extension(ctx): Extension<RequestContext>,
-    Path(id): Path<String>,
+    KeyIdPath(id): KeyIdPath,
     JsonBody(body): JsonBody<UpdateKey>,
 ) -> Result<Json<impl Serialize>, ApiError> {
-    let id = key_id(&id)?;
     if body.name.is_none() && body.read_only.is_none() && body.enabled.is_none() {
         return Err(ApiError::unprocessable(
             "empty_update",
@@ -202,7 +213,7 @@ pub(crate) async fn update(
     let view = state
         .catalogue
         .get(&id)
-        .ok_or_else(|| ApiError::KeyNotFound(id.to_string()))?;
+        .ok_or(ApiError::KeyNotFound(Some(id)))?;
     Ok(Json(Changed {
         view,
         seq: appended.seq,
@@ -212,9 +223,8 @@ pub(crate) async fn update(
 pub(crate) async fn remove(
     State(state): State<Arc<AppState>>,
     Extension(ctx): Extension<RequestContext>,
-    Path(id): Path<String>,
+    KeyIdPath(id): KeyIdPath,
 ) -> Result<Json<impl Serialize>, ApiError> {
-    let id = key_id(&id)?;
     let appended = execute(&state, id, &ctx, |_| Ok(Command::Remove)).await?;
     Ok(Json(RemovedKey {
         id,

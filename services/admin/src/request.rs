@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -42,7 +42,13 @@ pub(crate) async fn request_id(mut req: Request, next: Next) -> Response {
         .and_then(|v| v.parse::<RequestId>().ok())
         .unwrap_or_else(fresh_request_id);
     req.extensions_mut().insert(id.clone());
-    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
+    // The route template, never the raw path: a pasted secret in a URL stays out of the logs.
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("(no route)", MatchedPath::as_str)
+        .to_owned();
+    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), %route);
     async move {
         let mut response = next.run(req).await;
         tracing::info!(status = response.status().as_u16(), "answered");

@@ -59,7 +59,7 @@ pub async fn feed<P>(
     loop {
         match follow_once(&log, projection.as_ref(), &progress, &options, &mut seen).await {
             Ok(()) => {
-                tracing::warn!(stream = %log.stream_name(), "event subscription ended; resubscribing")
+                tracing::warn!(stream = %log.stream_name(), "event subscription ended; resubscribing");
             }
             Err(EventLogError::NoStream(name)) => {
                 if !announced_wait {
