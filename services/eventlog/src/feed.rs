@@ -75,13 +75,17 @@ pub async fn feed<P>(
 }
 
 /// Seals the projection if the stream is not the one it has been following.
+///
+/// `position` must be read before the stream's identity was asked for: the
+/// projection may move on (an admin applies its own appends at once) while
+/// the answer is on its way.
 fn check_identity<P: Projection + ?Sized>(
     projection: &P,
     seen: &mut Option<OffsetDateTime>,
+    position: u64,
     created: OffsetDateTime,
     head: u64,
 ) {
-    let position = projection.position();
     let reason = match *seen {
         Some(first) if first != created => Some(format!(
             "the stream was replaced (created {first}, now {created}); restart against a trusted stream"
@@ -108,8 +112,9 @@ async fn follow_once<P>(
 where
     P: Projection + ?Sized,
 {
+    let position = projection.position();
     let identity = log.identity().await?;
-    check_identity(projection, seen, identity.created, identity.head);
+    check_identity(projection, seen, position, identity.created, identity.head);
     let head = identity.head;
     let start = projection.position() + 1;
     progress.send_modify(|s| {
@@ -136,8 +141,9 @@ where
         let item = tokio::select! {
             item = messages.next() => item,
             _ = identity_check.tick() => {
+                let position = projection.position();
                 if let Ok(now) = log.identity().await {
-                    check_identity(projection, seen, now.created, now.head);
+                    check_identity(projection, seen, position, now.created, now.head);
                 }
                 continue;
             }
