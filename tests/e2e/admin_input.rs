@@ -424,3 +424,56 @@ async fn request_ids_are_echoed_and_recorded() {
         .unwrap();
     assert_ne!(r.headers()["x-request-id"], "bad id with spaces");
 }
+
+/// Sends raw bytes on a fresh connection; returns what the server sent back
+/// before closing (or before `limit`).
+async fn raw_exchange(
+    url: &str,
+    request: &[u8],
+    limit: std::time::Duration,
+) -> (String, std::time::Duration) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = url.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(limit, stream.read_to_end(&mut buf)).await;
+    (
+        String::from_utf8_lossy(&buf).into_owned(),
+        started.elapsed(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_or_lying_clients_cannot_hold_connections() {
+    let sys = System::with_nodes(1).await.unwrap();
+    let limit = std::time::Duration::from_secs(8);
+    // Half a header, then silence: closed after the header read timeout (1 s in tests).
+    for url in [&sys.admin.url, &sys.nodes[0].url] {
+        let (_, took) = raw_exchange(url, b"GET /healthz HTTP/1.1\r\nHost: x\r\n", limit).await;
+        assert!(
+            took < limit,
+            "{url}: a half-sent header held the connection"
+        );
+    }
+    // A body announced as huge is refused at once, not waited for.
+    let request = format!(
+        "POST /v1/keys HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: 10000000000\r\nExpect: 100-continue\r\n\r\n",
+        sys.token
+    );
+    let (answer, took) = raw_exchange(&sys.admin.url, request.as_bytes(), limit).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(!answer.contains("100 Continue"), "{answer}");
+    assert!(took < std::time::Duration::from_secs(2));
+    // A body that never comes: 408 after the request timeout (5 s in tests).
+    let request = format!(
+        "POST /v1/keys HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"na",
+        sys.token
+    );
+    let (answer, took) = raw_exchange(&sys.admin.url, request.as_bytes(), limit).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 408"),
+        "{answer} after {took:?}"
+    );
+}

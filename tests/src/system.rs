@@ -60,16 +60,18 @@ struct Served {
 
 impl Served {
     async fn start(router: axum::Router) -> anyhow::Result<Self> {
+        let limits = keyledger_http::Limits {
+            // Short, so that tests can show the limits at work.
+            header_read_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(5),
+            ..keyledger_http::Limits::default()
+        };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await;
-        });
+        let task = tokio::spawn(keyledger_http::serve(listener, router, limits, async {
+            let _ = rx.await;
+        }));
         Ok(Self {
             url,
             stop: Some(tx),

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 
 use anyhow::Context;
 use axum::Router;
+use keyledger_http::Limits;
 use tokio::net::TcpListener;
 
 pub(crate) async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
@@ -18,10 +19,7 @@ pub(crate) async fn serve(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("server failed")?;
+    keyledger_http::serve(listener, router, Limits::default(), shutdown).await;
     tracing::info!("stopped");
     Ok(())
 }
