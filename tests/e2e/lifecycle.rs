@@ -279,14 +279,7 @@ async fn a_restarted_node_replays_the_stream() {
     let node = RunningNode::start(&sys.nats.url(), &sys.stream)
         .await
         .unwrap();
-    let ready = eventually(Duration::from_secs(10), || async {
-        sys.http
-            .get(format!("{}/readyz", node.url))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == OK)
-    })
-    .await;
+    let ready = keyledger_tests::becomes_ready(&sys.http, &node.url, Duration::from_secs(10)).await;
     assert!(ready);
     let status: serde_json::Value = sys
         .http
@@ -518,14 +511,7 @@ async fn a_node_answers_nothing_until_its_replay_is_done() {
     let _admin = keyledger_tests::RunningAdmin::start(&sys.nats.url(), "NOT_YET", &sys.token)
         .await
         .unwrap();
-    let ready = eventually(Duration::from_secs(10), || async {
-        sys.http
-            .get(format!("{}/readyz", node.url))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == OK)
-    })
-    .await;
+    let ready = keyledger_tests::becomes_ready(&sys.http, &node.url, Duration::from_secs(10)).await;
     assert!(ready);
     assert_eq!(
         verify_at(&sys.http, &node.url, &key.key, "GET").await,

@@ -157,14 +157,7 @@ async fn an_operator_can_acknowledge_a_garbage_message_after_inspecting_it() {
     let node = keyledger_tests::RunningNode::start_with(&sys.nats.url(), &sys.stream, options)
         .await
         .unwrap();
-    let ready = eventually(Duration::from_secs(10), || async {
-        sys.http
-            .get(format!("{}/readyz", node.url))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == StatusCode::OK)
-    })
-    .await;
+    let ready = keyledger_tests::becomes_ready(&sys.http, &node.url, Duration::from_secs(10)).await;
     assert!(ready);
     assert_eq!(
         keyledger_tests::verify_at(&sys.http, &node.url, &key.key, "GET").await,

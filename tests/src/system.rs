@@ -226,12 +226,7 @@ impl System {
         let mut urls = vec![self.admin.url.clone()];
         urls.extend(self.nodes.iter().map(|n| n.url.clone()));
         for url in urls {
-            let ok = eventually(Duration::from_secs(10), || async {
-                let r = self.http.get(format!("{url}/readyz")).send().await;
-                r.is_ok_and(|r| r.status() == StatusCode::OK)
-            })
-            .await;
-            if !ok {
+            if !becomes_ready(&self.http, &url, Duration::from_secs(10)).await {
                 bail!("{url} did not become ready");
             }
         }
@@ -346,6 +341,17 @@ pub async fn verify_at(
         .await
         .expect("node answers")
         .status()
+}
+
+/// Waits (at most `limit`) until `base_url/readyz` answers 200.
+pub async fn becomes_ready(http: &reqwest::Client, base_url: &str, limit: Duration) -> bool {
+    eventually(limit, || async {
+        http.get(format!("{base_url}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == StatusCode::OK)
+    })
+    .await
 }
 
 /// A node's (or admin's) applied sequence, from `/v1/status`.

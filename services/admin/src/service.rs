@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router, middleware};
@@ -122,12 +121,5 @@ async fn status(State(state): State<Arc<AppState>>) -> impl IntoResponse {
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    let body = status_body(&state);
-    let ready = body["ready"].as_bool().unwrap_or(false);
-    let code = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (code, Json(body))
+    keyledger_http::readiness(status_body(&state))
 }

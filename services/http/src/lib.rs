@@ -24,6 +24,18 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower_http::timeout::TimeoutLayer;
 
+/// The answer to `/readyz`: the status body, with 200 when its `ready` is
+/// true and 503 otherwise.
+pub fn readiness(status: serde_json::Value) -> (StatusCode, axum::Json<serde_json::Value>) {
+    let ready = status["ready"].as_bool().unwrap_or(false);
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, axum::Json(status))
+}
+
 /// Limits for one listener.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {

@@ -138,14 +138,7 @@ async fn status(State(state): State<NodeState>) -> impl IntoResponse {
 }
 
 async fn readyz(State(state): State<NodeState>) -> impl IntoResponse {
-    let body = status_body(&state);
-    let ready = body["ready"].as_bool().unwrap_or(false);
-    let code = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (code, Json(body))
+    keyledger_http::readiness(status_body(&state))
 }
 
 /// The example API's items: a list in memory, per node.
