@@ -16,6 +16,8 @@ pub enum Command {
         hash: KeyHash,
         /// Read-only scope.
         read_only: bool,
+        /// An admin key.
+        admin: bool,
     },
     /// Change any of name, scope and enabled flag. Each changed field becomes
     /// its own event; fields equal to the current value produce none.
@@ -54,6 +56,8 @@ pub struct LiveKey {
     pub read_only: bool,
     /// Whether it grants access.
     pub enabled: bool,
+    /// An admin key.
+    pub admin: bool,
 }
 
 /// Why a command cannot be carried out.
@@ -79,12 +83,14 @@ pub fn decide(state: &KeyState, command: &Command) -> Result<Vec<Change>, KeyErr
                 prefix,
                 hash,
                 read_only,
+                admin,
             },
         ) => Ok(vec![Change::Created {
             name: name.clone(),
             prefix: prefix.clone(),
             hash: *hash,
             read_only: *read_only,
+            admin: *admin,
         }]),
         (_, Command::Create { .. }) => Err(KeyError::AlreadyExists),
         (KeyState::Absent | KeyState::Removed, _) => Err(KeyError::NotFound),
@@ -126,6 +132,7 @@ pub fn evolve(state: KeyState, change: &Change) -> KeyState {
                 name,
                 prefix,
                 read_only,
+                admin,
                 ..
             },
         ) => KeyState::Live(LiveKey {
@@ -133,6 +140,7 @@ pub fn evolve(state: KeyState, change: &Change) -> KeyState {
             prefix: prefix.clone(),
             read_only: *read_only,
             enabled: true,
+            admin: *admin,
         }),
         (KeyState::Live(mut key), change) => match change {
             Change::Renamed { name } => {
@@ -174,6 +182,7 @@ mod tests {
             prefix: key.prefix(),
             hash: key.hash(),
             read_only,
+            admin: false,
         }
     }
 

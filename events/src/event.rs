@@ -7,7 +7,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::{Actor, KeyHash, KeyId, KeyName, Prefix, RequestId};
+use crate::{Actor, KeyHash, KeyId, KeyName, Origin, Prefix, RequestId};
 
 /// The unique id of one event (a UUIDv7).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -65,6 +65,8 @@ pub struct Event {
     pub actor: Actor,
     /// The HTTP request that carried the command.
     pub request_id: RequestId,
+    /// Where the request came from (source IP, user agent, trace id).
+    pub origin: Origin,
     /// What happened.
     pub change: Change,
 }
@@ -83,6 +85,9 @@ pub enum Change {
         hash: KeyHash,
         /// Whether only GET, HEAD and OPTIONS are allowed.
         read_only: bool,
+        /// An admin key: it manages keys through the admin API and is never
+        /// accepted by API nodes. Fixed at creation.
+        admin: bool,
     },
     /// The key's name changed.
     Renamed {

@@ -14,16 +14,21 @@
 //! The only impure call is [`ApiKey::generate`], which reads the OS CSPRNG.
 
 mod actor;
+mod canonical;
+mod chain;
 mod commit;
 mod decision;
 mod event;
+mod hex;
 mod key_id;
 mod key_material;
 mod key_name;
 mod request_id;
+mod signing;
 mod wire;
 
-pub use actor::Actor;
+pub use actor::{Actor, Origin};
+pub use chain::{Chain, ChainError, EventHash, Link, SignError, Signed, Verified};
 pub use commit::{Commit, CommitError};
 pub use decision::{Command, KeyError, KeyState, LiveKey, decide, evolve};
 pub use event::{Change, Event, EventId};
@@ -33,4 +38,5 @@ pub use key_material::{
 };
 pub use key_name::{KeyName, KeyNameError, MAX_NAME_CHARS};
 pub use request_id::{RequestId, RequestIdError};
+pub use signing::{KeyTextError, PublicKey, SigningKey};
 pub use wire::{DecodeError, SCHEMA_VERSION};

@@ -9,10 +9,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
-use crate::{Actor, Change, Event, EventId, KeyHash, KeyId, KeyName, Prefix, RequestId};
+use crate::{Actor, Change, Event, EventId, KeyHash, KeyId, KeyName, Origin, Prefix, RequestId};
 
-/// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 1;
+/// The schema version this build writes. Version 1 (no origin, no chain, no
+/// admin scope) is still read and upcast.
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// Every schema version this build can read.
+pub(crate) const KNOWN_VERSIONS: std::ops::RangeInclusive<u32> = 1..=SCHEMA_VERSION;
 
 /// Why bytes could not be decoded into events. Never skipped: a node that
 /// cannot decode an event fails closed.
@@ -61,6 +65,21 @@ pub(crate) struct WireEvent {
     request_id: RequestId,
     #[serde(default)]
     data: Value,
+    // From version 2 on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    origin: Option<Origin>,
+    // The chain fields are checked by `Chain`, over the stored JSON; decoding
+    // accepts them and leaves them alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    prev: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    hash: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    signer: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sig: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    next_signer: Option<Value>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -70,6 +89,16 @@ struct CreatedV1 {
     prefix: Prefix,
     hash: KeyHash,
     read_only: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreatedV2 {
+    name: KeyName,
+    prefix: Prefix,
+    hash: KeyHash,
+    read_only: bool,
+    admin: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -96,8 +125,9 @@ impl From<&Event> for WireEvent {
                 prefix,
                 hash,
                 read_only,
+                admin,
             } => {
-                json!({ "name": name, "prefix": prefix, "hash": hash, "read_only": read_only })
+                json!({ "name": name, "prefix": prefix, "hash": hash, "read_only": read_only, "admin": admin })
             }
             Change::Renamed { name } => json!({ "name": name }),
             Change::ScopeChanged { read_only } => json!({ "read_only": read_only }),
@@ -112,6 +142,12 @@ impl From<&Event> for WireEvent {
             actor: e.actor.clone(),
             request_id: e.request_id.clone(),
             data,
+            origin: Some(e.origin.clone()),
+            prev: None,
+            hash: None,
+            signer: None,
+            sig: None,
+            next_signer: None,
         }
     }
 }
@@ -127,6 +163,7 @@ impl TryFrom<WireEvent> for Event {
             at: w.at,
             actor: w.actor,
             request_id: w.request_id,
+            origin: w.origin.unwrap_or_default(),
             change,
         })
     }
@@ -153,20 +190,32 @@ fn decode_change(kind: &str, version: u32, data: Value) -> Result<Change, Decode
             version,
         });
     }
-    if version != 1 {
+    if !KNOWN_VERSIONS.contains(&version) {
         return Err(DecodeError::UnknownVersion {
             kind: kind.to_owned(),
             version,
         });
     }
     Ok(match kind {
-        "Created" => {
+        // Version 1 knew no admin keys: upcast with `admin: false`.
+        "Created" if version == 1 => {
             let d: CreatedV1 = parse(kind, data)?;
             Change::Created {
                 name: d.name,
                 prefix: d.prefix,
                 hash: d.hash,
                 read_only: d.read_only,
+                admin: false,
+            }
+        }
+        "Created" => {
+            let d: CreatedV2 = parse(kind, data)?;
+            Change::Created {
+                name: d.name,
+                prefix: d.prefix,
+                hash: d.hash,
+                read_only: d.read_only,
+                admin: d.admin,
             }
         }
         "Renamed" => Change::Renamed {

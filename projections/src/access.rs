@@ -53,6 +53,9 @@ pub enum Denial {
     /// The key exists but is disabled.
     #[error("the API key is disabled")]
     Disabled,
+    /// An admin key: it manages keys and is never accepted as an API key.
+    #[error("admin keys are not accepted as API keys")]
+    AdminKey,
     /// The node could not trust an event about this key, so it fails closed.
     #[error("the key's state is unknown to this node; it fails closed")]
     StateUnknown,
@@ -76,6 +79,7 @@ impl Denial {
             Self::Malformed(_) => "malformed_key",
             Self::Unknown => "unknown_key",
             Self::Disabled => "disabled_key",
+            Self::AdminKey => "admin_key",
             Self::StateUnknown => "key_state_unknown",
             Self::NotReady => "not_ready",
             Self::ReadOnly { .. } => "read_only_key",

@@ -27,6 +27,8 @@ pub struct KeyView {
     pub read_only: bool,
     /// Whether it grants access.
     pub enabled: bool,
+    /// An admin key: manages keys through the admin API, never accepted by nodes.
+    pub admin: bool,
     /// When it was created (from its `Created` event).
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
@@ -168,6 +170,23 @@ impl Catalogue {
         Page { keys, next }
     }
 
+    /// The live key with this hash, if any: how the admin service finds the
+    /// admin key a request presents.
+    pub fn by_hash(&self, hash: &KeyHash) -> Option<KeyView> {
+        let inner = self.read();
+        let id = inner.hashes.get(hash)?;
+        inner.live.get(id).map(|r| r.view.clone())
+    }
+
+    /// Whether any admin key is live and enabled (and trusted). While none
+    /// is, the bootstrap token may create one.
+    pub fn has_enabled_admin(&self) -> bool {
+        self.read()
+            .live
+            .values()
+            .any(|r| r.view.admin && r.view.enabled && r.view.untrusted.is_none())
+    }
+
     /// A snapshot for status reports.
     pub fn status(&self) -> Status {
         let inner = self.read();
@@ -188,6 +207,7 @@ impl Inner {
                 prefix: r.view.prefix.clone(),
                 read_only: r.view.read_only,
                 enabled: r.view.enabled,
+                admin: r.view.admin,
             })
         } else if self.removed.contains_key(id) {
             KeyState::Removed
@@ -231,6 +251,7 @@ impl Inner {
                 prefix,
                 read_only,
                 hash: created,
+                admin,
             } = &event.change
             {
                 if self.hashes.contains_key(created) {
@@ -243,6 +264,7 @@ impl Inner {
                     prefix: prefix.clone(),
                     read_only: *read_only,
                     enabled: true,
+                    admin: *admin,
                     created_at: event.at,
                     updated_at: event.at,
                     version: seq,
@@ -352,6 +374,7 @@ mod tests {
             prefix: key.prefix(),
             hash: key.hash(),
             read_only: true,
+            admin: false,
         };
         assert!(c.apply(seq, &commit(id(n), vec![change])));
         key
@@ -467,6 +490,7 @@ mod tests {
             prefix: key.prefix(),
             hash: key.hash(),
             read_only: false,
+            admin: false,
         };
         c.apply(2, &commit(id(2), vec![copy]));
         assert!(c.state(&id(2)).is_err());

@@ -1,6 +1,6 @@
 //! Building commits in unit tests.
 
-use keyledger_events::{Actor, Change, Commit, Event, EventId, KeyId, RequestId};
+use keyledger_events::{Actor, Change, Commit, Event, EventId, KeyId, Origin, RequestId};
 use time::macros::datetime;
 
 /// A commit of `changes` to `key`, with fixed ids, time and actor.
@@ -14,6 +14,7 @@ pub(crate) fn commit(key: KeyId, changes: Vec<Change>) -> Commit {
                 at: datetime!(2026-12-01 10:00 UTC),
                 actor: Actor::Bootstrap,
                 request_id: "r".parse::<RequestId>().expect("a valid request id"),
+                origin: Origin::default(),
                 change,
             })
             .collect(),

@@ -11,11 +11,14 @@ use keyledger_events::{Change, Commit, KeyHash, KeyHashHasher, KeyId};
 
 use crate::{Access, Denial, Grant, Projection};
 
+// Four independent facts about a key, read together on every validation.
+#[allow(clippy::struct_excessive_bools)]
 #[derive(Clone, Copy, Debug)]
 struct Entry {
     key_id: KeyId,
     read_only: bool,
     enabled: bool,
+    admin: bool,
     poisoned: bool,
 }
 
@@ -86,6 +89,9 @@ impl ValidationTable {
         }
         if !entry.enabled {
             return Err(Denial::Disabled);
+        }
+        if entry.admin {
+            return Err(Denial::AdminKey);
         }
         if entry.read_only && access == Access::Write {
             return Err(Denial::ReadOnly {
@@ -160,7 +166,10 @@ impl ValidationTable {
                 (
                     Slot::Absent,
                     Change::Created {
-                        hash, read_only, ..
+                        hash,
+                        read_only,
+                        admin,
+                        ..
                     },
                 ) => {
                     if self.by_hash.contains_key(hash) {
@@ -173,6 +182,7 @@ impl ValidationTable {
                             key_id: key,
                             read_only: *read_only,
                             enabled: true,
+                            admin: *admin,
                             poisoned,
                         },
                     )
@@ -307,6 +317,7 @@ mod tests {
             prefix: key.prefix(),
             hash: key.hash(),
             read_only,
+            admin: false,
         }
     }
 

@@ -172,7 +172,7 @@ async fn bad_bodies_get_clear_4xx_answers() {
         ),
         (
             "unknown field",
-            post(r#"{"name":"a","admin":true}"#),
+            post(r#"{"name":"a","owner":true}"#),
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_body",
         ),
@@ -390,10 +390,10 @@ async fn bad_bodies_get_clear_4xx_answers() {
         assert_error(status, &body, want, code, case);
     }
     // Nothing of the above reached the stream.
-    assert!(sys.stream_messages().await.is_empty());
+    assert_eq!(sys.stream_messages().await.len(), 1, "only the admin key");
     // And the service is still fine.
     let key = sys.create_key(&"é".repeat(200), true).await;
-    assert_eq!(key.seq, 1);
+    assert_eq!(key.seq, 2, "after the admin key");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -410,9 +410,14 @@ async fn request_ids_are_echoed_and_recorded() {
         .unwrap();
     assert_eq!(r.headers()["x-request-id"], "trace-me-123");
     let messages = sys.stream_messages().await;
-    let event: Value = serde_json::from_slice(&messages[0].2).unwrap();
+    let first: Value = serde_json::from_slice(&messages[0].2).unwrap();
+    assert_eq!(first["events"][0]["actor"]["type"], "bootstrap");
+    let admin_id = first["events"][0]["key_id"].clone();
+    let event: Value = serde_json::from_slice(&messages[1].2).unwrap();
     assert_eq!(event["events"][0]["request_id"], "trace-me-123");
-    assert_eq!(event["events"][0]["actor"]["type"], "bootstrap");
+    assert_eq!(event["events"][0]["actor"]["type"], "admin_key");
+    assert_eq!(event["events"][0]["actor"]["key_id"], admin_id);
+    assert_eq!(event["events"][0]["origin"]["ip"], "127.0.0.1");
     // A malformed request id is replaced, not trusted.
     let r = sys
         .http

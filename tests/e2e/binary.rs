@@ -10,7 +10,10 @@ use serde_json::{Value, json};
 fn every_command_has_help() {
     let dir = tempfile::tempdir().unwrap();
     for (cmd, must) in [
-        (vec!["--help"], vec!["admin", "node", "dev"]),
+        (
+            vec!["--help"],
+            vec!["admin", "node", "dev", "keygen", "audit"],
+        ),
         (
             vec!["admin", "--help"],
             vec![
@@ -18,14 +21,23 @@ fn every_command_has_help() {
                 "--listen",
                 "--stream",
                 "--admin-token-file",
+                "--signing-key-file",
+                "--rotate-to-signing-key-file",
                 "KEYLEDGER_NATS_URL",
                 "KEYLEDGER_ADMIN_TOKEN",
             ],
         ),
         (
             vec!["node", "--help"],
-            vec!["--nats-url", "--listen", "--stream", "KEYLEDGER_LISTEN"],
+            vec![
+                "--nats-url",
+                "--listen",
+                "--stream",
+                "--public-key",
+                "KEYLEDGER_LISTEN",
+            ],
         ),
+        (vec!["keygen", "--help"], vec!["--out"]),
         (vec!["dev", "--help"], vec!["--data-dir", "--nats-port"]),
     ] {
         let mut p = Process::spawn("help", dir.path(), &cmd, &[]).unwrap();
@@ -51,7 +63,14 @@ fn unreachable_nats_is_a_clear_start_up_error() {
             name,
             dir.path(),
             &args,
-            &[("KEYLEDGER_ADMIN_TOKEN", "a-long-enough-admin-token")],
+            &[
+                ("KEYLEDGER_ADMIN_TOKEN", "a-long-enough-admin-token"),
+                ("KEYLEDGER_SIGNING_KEY", &"11".repeat(32)),
+                (
+                    "KEYLEDGER_PUBLIC_KEY",
+                    "d04ab232742bb4ab3a1368bd4615e4e6d0224ab71a016baf8520a332c9778737",
+                ),
+            ],
         )
         .unwrap();
         let status = p.wait(Duration::from_secs(20)).unwrap();
@@ -78,6 +97,17 @@ async fn admin_and_node_processes_shut_down_gracefully_on_sigterm() {
     let (admin_port, node_port) = (free_port(), free_port());
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, "file-token-0123456789abcdef\n").unwrap();
+    let key_file = dir.path().join("signing.key");
+    let mut keygen = Process::spawn(
+        "keygen",
+        dir.path(),
+        &["keygen", "--out", key_file.to_str().unwrap()],
+        &[],
+    )
+    .unwrap();
+    assert!(keygen.wait(Duration::from_secs(10)).unwrap().success());
+    let public_file = dir.path().join("signing.key.pub");
+    assert!(public_file.is_file(), "{}", keygen.output());
     let admin_listen = format!("127.0.0.1:{admin_port}");
     let node_listen = format!("127.0.0.1:{node_port}");
     let mut admin = Process::spawn(
@@ -87,6 +117,8 @@ async fn admin_and_node_processes_shut_down_gracefully_on_sigterm() {
             "admin",
             "--admin-token-file",
             token_file.to_str().unwrap(),
+            "--signing-key-file",
+            key_file.to_str().unwrap(),
             "--listen",
             &admin_listen,
         ],
@@ -96,7 +128,13 @@ async fn admin_and_node_processes_shut_down_gracefully_on_sigterm() {
     let mut node = Process::spawn(
         "node",
         dir.path(),
-        &["node", "--nats-url", &nats.url()],
+        &[
+            "node",
+            "--nats-url",
+            &nats.url(),
+            "--public-key",
+            public_file.to_str().unwrap(),
+        ],
         &[("KEYLEDGER_LISTEN", node_listen.as_str())],
     )
     .unwrap();
@@ -114,9 +152,16 @@ async fn admin_and_node_processes_shut_down_gracefully_on_sigterm() {
         .await;
         assert!(up, "{url}: {}{}", admin.output(), node.output());
     }
+    let admin_key = keyledger_tests::bootstrap_admin_key(
+        &http,
+        &format!("http://{admin_listen}"),
+        "file-token-0123456789abcdef",
+    )
+    .await
+    .unwrap();
     let r = http
         .post(format!("http://{admin_listen}/v1/keys"))
-        .bearer_auth("file-token-0123456789abcdef")
+        .bearer_auth(&admin_key)
         .json(&json!({ "name": "via process" }))
         .send()
         .await
@@ -183,9 +228,21 @@ async fn dev_runs_everything_and_keeps_its_data_across_restarts() {
     );
     assert_eq!(mode & 0o777, 0o600, "the dev admin token is private");
     assert!(dev.output().contains(&token), "dev prints the admin token");
+    let admin_key = std::fs::read_to_string(data.join("admin-key"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert!(
+        dev.output().contains(&admin_key),
+        "dev prints its admin key"
+    );
+    assert!(
+        data.join("signing.key.pub").is_file(),
+        "dev writes the public key"
+    );
     let r = http
         .post(format!("{admin}/v1/keys"))
-        .bearer_auth(&token)
+        .bearer_auth(&admin_key)
         .json(&json!({ "name": "dev key" }))
         .send()
         .await
@@ -214,6 +271,7 @@ async fn dev_runs_everything_and_keeps_its_data_across_restarts() {
     .await;
     assert!(up, "{}", dev.output());
     assert!(dev.output().contains(&token));
+    assert!(dev.output().contains(&admin_key));
     for node in &nodes {
         let ok = eventually(Duration::from_secs(10), || async {
             verify_at(&http, node, &key, "GET").await == StatusCode::OK

@@ -3,16 +3,14 @@
 use std::time::Duration;
 
 use keyledger_events::{Commit, KeyState, evolve};
-use keyledger_tests::{RunningAdmin, System, applied_seq, eventually};
+use keyledger_tests::{System, applied_seq, eventually};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_conflicting_updates_lose_nothing_and_every_view_equals_the_fold() {
     let sys = System::start().await.unwrap();
-    let second = RunningAdmin::start(&sys.nats.url(), &sys.stream, &sys.token)
-        .await
-        .unwrap();
+    let second = sys.start_admin(&sys.stream).await.unwrap();
     let admins = [sys.admin.url.clone(), second.url.clone()];
     let key = sys.create_key("contended", false).await;
     assert!(
@@ -141,9 +139,7 @@ async fn applied_seq_admin(sys: &System, admin: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn creates_through_two_admins_interleave_without_loss() {
     let sys = System::with_nodes(1).await.unwrap();
-    let second = RunningAdmin::start(&sys.nats.url(), &sys.stream, &sys.token)
-        .await
-        .unwrap();
+    let second = sys.start_admin(&sys.stream).await.unwrap();
     let mut calls = Vec::new();
     for i in 0..20usize {
         let url = if i % 2 == 0 {
@@ -171,21 +167,19 @@ async fn creates_through_two_admins_interleave_without_loss() {
         keys.push(body["key"].as_str().unwrap().to_owned());
     }
     let head = sys.stream_messages().await.len() as u64;
-    assert_eq!(head, 20);
+    assert_eq!(head, 21, "the admin key and 20 keys");
     sys.wait_applied(head).await;
     for key in &keys {
         assert_eq!(sys.verify(0, key, "POST").await, StatusCode::OK);
     }
-    assert_eq!(applied_seq(&sys.http, &sys.nodes[0].url).await, 20);
+    assert_eq!(applied_seq(&sys.http, &sys.nodes[0].url).await, 21);
     second.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_never_answers_404_for_a_key_another_admin_just_created() {
     let sys = System::with_nodes(1).await.unwrap();
-    let second = RunningAdmin::start(&sys.nats.url(), &sys.stream, &sys.token)
-        .await
-        .unwrap();
+    let second = sys.start_admin(&sys.stream).await.unwrap();
     for i in 0..30 {
         let key = sys.create_key(&format!("fresh {i}"), false).await;
         // Straight to the other admin, which may not have seen the create yet.

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use keyledger_tests::{RunningNode, System, eventually, verify_at};
+use keyledger_tests::{System, eventually, verify_at};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -233,6 +233,7 @@ async fn remove_rejects_everywhere_and_keeps_the_events() {
         .as_array()
         .unwrap()
         .iter()
+        .filter(|k| k["admin"] == false)
         .map(|k| k["id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, [other.id.as_str()]);
@@ -276,9 +277,7 @@ async fn a_restarted_node_replays_the_stream() {
 
     let old = sys.nodes.remove(0);
     old.stop().await;
-    let node = RunningNode::start(&sys.nats.url(), &sys.stream)
-        .await
-        .unwrap();
+    let node = sys.start_node(&sys.stream).await.unwrap();
     let ready = keyledger_tests::becomes_ready(&sys.http, &node.url, Duration::from_secs(10)).await;
     assert!(ready);
     let status: serde_json::Value = sys
@@ -292,7 +291,7 @@ async fn a_restarted_node_replays_the_stream() {
         .unwrap();
     assert_eq!(status["applied_seq"], head);
     assert_eq!(status["stream_head_at_start"], head);
-    assert_eq!(status["keys"], 2);
+    assert_eq!(status["keys"], 3, "two live API keys and the admin key");
     assert_eq!(
         verify_at(&sys.http, &node.url, &removed.key, "GET").await,
         DENIED
@@ -310,10 +309,13 @@ async fn a_restarted_node_replays_the_stream() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_on_an_empty_stream_picks_up_later_keys() {
-    let sys = System::with_nodes(1).await.unwrap();
+    let sys = System::with_nodes(0).await.unwrap();
+    let admin = sys.start_admin("EMPTY").await.unwrap();
+    let node = sys.start_node("EMPTY").await.unwrap();
+    assert!(keyledger_tests::becomes_ready(&sys.http, &node.url, Duration::from_secs(10)).await);
     let status: serde_json::Value = sys
         .http
-        .get(format!("{}/v1/status", sys.nodes[0].url))
+        .get(format!("{}/v1/status", node.url))
         .send()
         .await
         .unwrap()
@@ -322,9 +324,26 @@ async fn a_node_on_an_empty_stream_picks_up_later_keys() {
         .unwrap();
     assert_eq!(status["applied_seq"], 0);
     assert_eq!(status["ready"], true);
-    let key = sys.create_key("later", false).await;
-    sys.wait_applied(key.seq).await;
-    assert_eq!(sys.verify(0, &key.key, "GET").await, OK);
+    let admin_key = keyledger_tests::bootstrap_admin_key(&sys.http, &admin.url, &sys.bootstrap)
+        .await
+        .unwrap();
+    let r: serde_json::Value = sys
+        .http
+        .post(format!("{}/v1/keys", admin.url))
+        .bearer_auth(admin_key)
+        .json(&serde_json::json!({ "name": "later" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = r["key"].as_str().unwrap();
+    let picked_up = eventually(Duration::from_secs(5), || async {
+        verify_at(&sys.http, &node.url, key, "GET").await == OK
+    })
+    .await;
+    assert!(picked_up, "{r}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -479,9 +498,7 @@ async fn a_node_answers_nothing_until_its_replay_is_done() {
     let sys = System::with_nodes(0).await.unwrap();
     let key = sys.create_key("early", false).await;
     // A node on a stream that does not exist yet cannot have replayed anything.
-    let node = RunningNode::start(&sys.nats.url(), "NOT_YET")
-        .await
-        .unwrap();
+    let node = sys.start_node("NOT_YET").await.unwrap();
     let r = sys
         .http
         .get(format!("{}/v1/verify", node.url))
@@ -508,9 +525,7 @@ async fn a_node_answers_nothing_until_its_replay_is_done() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     // Once the stream appears (admin creates it), the node catches up and answers.
-    let _admin = keyledger_tests::RunningAdmin::start(&sys.nats.url(), "NOT_YET", &sys.token)
-        .await
-        .unwrap();
+    let _admin = sys.start_admin("NOT_YET").await.unwrap();
     let ready = keyledger_tests::becomes_ready(&sys.http, &node.url, Duration::from_secs(10)).await;
     assert!(ready);
     assert_eq!(

@@ -35,15 +35,13 @@ async fn an_undecodable_event_makes_its_key_fail_closed() {
     let bystander = sys.create_key("bystander", false).await;
     sys.wait_applied(bystander.seq).await;
 
-    // An event type from the future, addressed to the victim.
-    let future = json!({ "events": [{ "v": 1, "type": "Transferred", "id": "0193a0b1-0000-7000-8000-000000000009",
-        "key_id": victim.id, "at": "2026-12-01T10:00:00Z", "actor": { "type": "bootstrap" }, "request_id": "x", "data": {} }] });
-    let seq = publish_raw(
-        &sys,
-        &format!("KEYLEDGER.keys.{}", victim.id),
-        &future.to_string(),
-    )
-    .await;
+    // An event type from the future, addressed to the victim, properly
+    // linked and signed (as a newer admin would write it).
+    let future = sys
+        .sign_raw(vec![json!({ "v": 3, "type": "Transferred", "id": "0193a0b1-0000-7000-8000-000000000009",
+        "key_id": victim.id, "at": "2026-12-01T10:00:00Z", "actor": { "type": "bootstrap" }, "request_id": "x", "data": {} })])
+        .await;
+    let seq = publish_raw(&sys, &format!("KEYLEDGER.keys.{}", victim.id), &future).await;
     sys.wait_applied(seq).await;
 
     for i in 0..2 {
@@ -66,6 +64,8 @@ async fn an_undecodable_event_makes_its_key_fail_closed() {
                 .unwrap()
                 .contains("Transferred")
         );
+        // A trusted message it cannot read: the chain goes on, no alarm.
+        assert_eq!(s["chain"]["untrusted_messages"], 0, "{s}");
         // The node stays up and keeps serving the other keys.
         assert_eq!(sys.verify(i, &bystander.key, "POST").await, StatusCode::OK);
     }
@@ -152,6 +152,7 @@ async fn an_operator_can_acknowledge_a_garbage_message_after_inspecting_it() {
     let seq = publish_raw(&sys, "KEYLEDGER.keys.not-a-key-id", "garbage").await;
     // A node told that `seq` is known garbage passes over it and serves normally.
     let options = keyledger_eventlog::FeedOptions {
+        trust: sys.signing.public_key(),
         acknowledged: [seq].into_iter().collect(),
     };
     let node = keyledger_tests::RunningNode::start_with(&sys.nats.url(), &sys.stream, options)
@@ -168,9 +169,7 @@ async fn an_operator_can_acknowledge_a_garbage_message_after_inspecting_it() {
         StatusCode::OK
     );
     // A node without the acknowledgement fails closed.
-    let plain = keyledger_tests::RunningNode::start(&sys.nats.url(), &sys.stream)
-        .await
-        .unwrap();
+    let plain = sys.start_node(&sys.stream).await.unwrap();
     assert!(
         eventually(Duration::from_secs(10), || async {
             applied_seq(&sys.http, &plain.url).await >= seq
@@ -228,4 +227,94 @@ async fn a_replaced_stream_seals_every_node_and_admin() {
     assert!(sealed_admin);
     let (code, body) = sys.update_key(&key.id, json!({ "enabled": false })).await;
     assert_eq!(code, StatusCode::CONFLICT, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_events_published_straight_to_nats_never_grant_access() {
+    let sys = System::start().await.unwrap();
+    let disabled = sys.create_key("disabled", false).await;
+    let (code, body) = sys
+        .update_key(&disabled.id, json!({ "enabled": false }))
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    let last = body["seq"].as_u64().unwrap();
+    sys.wait_applied(last).await;
+
+    // A impostor who can publish to NATS, but does not hold the signing key:
+    // a Created for a key of their own, and an Enabled for the disabled key,
+    // each linked to the real tip and signed with the impostor's own key while
+    // naming the real signer.
+    let impostor = keyledger_events::SigningKey::generate().unwrap();
+    let stolen = keyledger_events::ApiKey::generate().unwrap();
+    let forged_id = "0193a0b1-0000-7000-8000-0000000000ff";
+    let created = json!({ "v": 2, "type": "Created", "id": "0193a0b1-0000-7000-8000-000000000010",
+        "key_id": forged_id, "at": "2026-12-01T10:00:00Z", "actor": { "type": "bootstrap" }, "request_id": "x",
+        "data": { "name": "mine", "prefix": stolen.prefix(), "hash": stolen.hash(), "read_only": false, "admin": false } });
+    let enabled = json!({ "v": 2, "type": "Enabled", "id": "0193a0b1-0000-7000-8000-000000000011",
+        "key_id": disabled.id, "at": "2026-12-01T10:00:00Z", "actor": { "type": "bootstrap" }, "request_id": "x", "data": {} });
+    let real_signer = sys.signing.public_key().to_hex();
+    let mut seqs = Vec::new();
+    for (subject_key, event) in [(forged_id, created), (disabled.id.as_str(), enabled)] {
+        let honest = sys.sign_raw(vec![event.clone()]).await;
+        let mut forged: Value = serde_json::from_str(&honest).unwrap();
+        // Re-sign with the impostor's key: the hash is right, the signature is not.
+        let status: Value = sys
+            .http
+            .get(format!("{}/v1/status", sys.admin.url))
+            .bearer_auth(&sys.token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let tip = keyledger_events::EventHash::from_hex(status["chain"]["tip"].as_str().unwrap())
+            .unwrap();
+        let fake = keyledger_events::Chain::resume(0, tip, impostor.public_key());
+        let resigned: Value = serde_json::from_slice(
+            &fake
+                .sign_values(vec![event], &impostor, None)
+                .unwrap()
+                .bytes,
+        )
+        .unwrap();
+        forged["events"][0]["sig"] = resigned["events"][0]["sig"].clone();
+        assert_eq!(forged["events"][0]["signer"], real_signer.as_str());
+        seqs.push(
+            publish_raw(
+                &sys,
+                &format!("KEYLEDGER.keys.{subject_key}"),
+                &forged.to_string(),
+            )
+            .await,
+        );
+    }
+    sys.wait_applied(seqs[1]).await;
+    for i in 0..2 {
+        assert_eq!(
+            sys.verify(i, stolen.expose_secret(), "GET").await,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            sys.verify(i, &disabled.key, "GET").await,
+            StatusCode::UNAUTHORIZED
+        );
+        let s = status(&sys, i).await;
+        assert_eq!(s["chain"]["untrusted_messages"], 2, "{s}");
+        assert_eq!(s["chain"]["last_untrusted"]["seq"], seqs[1], "{s}");
+        assert!(
+            s["chain"]["last_untrusted"]["reason"]
+                .as_str()
+                .unwrap()
+                .contains("signature"),
+            "{s}"
+        );
+    }
+    // The chain still ends at the last trusted event: admin goes on, and nodes follow.
+    let after = sys.create_key("after the forgery", false).await;
+    sys.wait_applied(after.seq).await;
+    assert_eq!(
+        sys.verify_all(&after.key, "POST").await,
+        [StatusCode::OK, StatusCode::OK]
+    );
 }

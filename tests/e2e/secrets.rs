@@ -42,8 +42,12 @@ async fn no_raw_key_or_admin_token_appears_in_logs_or_storage() {
     let url = nats.url();
     let common = [("KEYLEDGER_NATS_URL", url.as_str()), ("RUST_LOG", debug)];
     let admin_listen = format!("127.0.0.1:{admin_port}");
+    let signing = keyledger_events::SigningKey::generate().unwrap();
+    let signing_hex = signing.expose_secret_hex();
+    let public_hex = signing.public_key().to_hex();
     let mut envs = common.to_vec();
     envs.push(("KEYLEDGER_ADMIN_TOKEN", token));
+    envs.push(("KEYLEDGER_SIGNING_KEY", &signing_hex));
     let mut procs = vec![
         Process::spawn(
             "admin",
@@ -55,6 +59,7 @@ async fn no_raw_key_or_admin_token_appears_in_logs_or_storage() {
     ];
     let mut json_envs = common.to_vec();
     json_envs.push(("KEYLEDGER_LOG_FORMAT", "json"));
+    json_envs.push(("KEYLEDGER_PUBLIC_KEY", &public_hex));
     for (i, port) in [p1, p2].iter().enumerate() {
         let listen = format!("127.0.0.1:{port}");
         procs.push(
@@ -84,14 +89,18 @@ async fn no_raw_key_or_admin_token_appears_in_logs_or_storage() {
         assert!(up, "{base} not ready");
     }
 
+    // The bootstrap token makes the admin key; the admin key does the rest.
+    let admin_key = keyledger_tests::bootstrap_admin_key(&http, &admin, token)
+        .await
+        .unwrap();
     // A full life for three keys, plus failures that might log things.
-    let mut raw_keys = Vec::new();
-    let mut responses = String::new();
+    let mut raw_keys = vec![admin_key.clone()];
+    let mut responses = admin_key.clone();
     let mut ids = Vec::new();
     for (name, read_only) in [("alpha", true), ("beta", false), ("gamma", false)] {
         let r = http
             .post(format!("{admin}/v1/keys"))
-            .bearer_auth(token)
+            .bearer_auth(&admin_key)
             .json(&json!({ "name": name, "read_only": read_only }))
             .send()
             .await
@@ -103,7 +112,7 @@ async fn no_raw_key_or_admin_token_appears_in_logs_or_storage() {
         ids.push(body["id"].as_str().unwrap().to_owned());
     }
     for node in &nodes {
-        for key in &raw_keys {
+        for key in &raw_keys[1..] {
             assert!(
                 eventually(Duration::from_secs(5), || async {
                     verify_at(&http, node, key, "GET").await == StatusCode::OK
@@ -128,7 +137,7 @@ async fn no_raw_key_or_admin_token_appears_in_logs_or_storage() {
     }
     let patch = |id: &String, body: Value| {
         http.patch(format!("{admin}/v1/keys/{id}"))
-            .bearer_auth(token)
+            .bearer_auth(&admin_key)
             .json(&body)
             .send()
     };
@@ -158,14 +167,14 @@ async fn no_raw_key_or_admin_token_appears_in_logs_or_storage() {
     );
     let r = http
         .delete(format!("{admin}/v1/keys/{}", ids[2]))
-        .bearer_auth(token)
+        .bearer_auth(&admin_key)
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let r = http
-        .get(format!("{admin}/v1/keys?q={}", &raw_keys[0][..8]))
-        .bearer_auth(token)
+        .get(format!("{admin}/v1/keys?q={}", &raw_keys[1][..8]))
+        .bearer_auth(&admin_key)
         .send()
         .await
         .unwrap();
@@ -173,22 +182,22 @@ async fn no_raw_key_or_admin_token_appears_in_logs_or_storage() {
     // Someone pastes a raw key into a URL, or uses it as the admin token: the
     // answers must not echo it, and the logs must not record it.
     let r = http
-        .get(format!("{admin}/v1/keys/{}", raw_keys[0]))
-        .bearer_auth(token)
+        .get(format!("{admin}/v1/keys/{}", raw_keys[1]))
+        .bearer_auth(&admin_key)
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
-    assert!(!r.text().await.unwrap().contains(&raw_keys[0]));
+    assert!(!r.text().await.unwrap().contains(&raw_keys[1]));
     let r = http
         .post(format!("{admin}/v1/keys"))
-        .bearer_auth(&raw_keys[1])
+        .bearer_auth(&raw_keys[2])
         .json(&json!({ "name": "x" }))
         .send()
         .await
         .unwrap();
     let body = r.text().await.unwrap();
-    assert!(!body.contains(&raw_keys[1]));
+    assert!(!body.contains(&raw_keys[2]));
 
     for p in &mut procs {
         assert!(p.terminate().unwrap().success());
@@ -220,6 +229,10 @@ async fn no_raw_key_or_admin_token_appears_in_logs_or_storage() {
             assert!(!contains(bytes, &key[8..]), "key body found in {path}");
         }
         assert!(!contains(bytes, token), "admin token found in {path}");
+        assert!(
+            !contains(bytes, &signing_hex),
+            "signing key found in {path}"
+        );
     }
     // The stored events do hold the prefixes (they are public), so the store was really searched.
     let store = files_under(&nats.store_dir());

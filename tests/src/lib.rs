@@ -18,6 +18,6 @@ pub use nats::{NatsServer, nats_server_bin};
 pub use process::{Process, free_port};
 pub use stats::Summary;
 pub use system::{
-    CreatedKey, RunningAdmin, RunningNode, System, applied_seq, becomes_ready, eventually,
-    keyledger_bin, verify_at,
+    CreatedKey, RunningAdmin, RunningNode, System, applied_seq, becomes_ready, bootstrap_admin_key,
+    eventually, keyledger_bin, verify_at,
 };

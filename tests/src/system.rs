@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use keyledger_admin::{Admin, AdminConfig, AdminToken};
 use keyledger_eventlog::{EventLog, FeedOptions, StreamOptions};
+use keyledger_events::{PublicKey, SigningKey};
 use keyledger_node::Node;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -106,13 +107,21 @@ pub struct RunningNode {
 }
 
 impl RunningAdmin {
-    /// Starts an admin service on `stream` at `nats_url`.
-    pub async fn start(nats_url: &str, stream: &str, token: &str) -> anyhow::Result<Self> {
+    /// Starts an admin service on `stream` at `nats_url`, with `token` as the
+    /// bootstrap token, signing with `signing`.
+    pub async fn start(
+        nats_url: &str,
+        stream: &str,
+        token: &str,
+        signing: &SigningKey,
+    ) -> anyhow::Result<Self> {
         let log = EventLog::connect(nats_url, stream).await?;
         let config = AdminConfig {
             token: AdminToken::new(token)?,
             stream: StreamOptions::default(),
-            feed: FeedOptions::default(),
+            feed: FeedOptions::new(signing.public_key()),
+            signing: signing.clone(),
+            rotate_to: None,
         };
         let admin = Admin::start(log, config).await?;
         let mut feed = admin.feed();
@@ -134,19 +143,19 @@ impl RunningAdmin {
 }
 
 impl RunningNode {
-    /// Starts a node on `stream` at `nats_url`.
-    pub async fn start(nats_url: &str, stream: &str) -> anyhow::Result<Self> {
-        Self::start_with(nats_url, stream, FeedOptions::default()).await
+    /// Starts a node on `stream` at `nats_url`, trusting `trust` as the first signer.
+    pub async fn start(nats_url: &str, stream: &str, trust: PublicKey) -> anyhow::Result<Self> {
+        Self::start_with(nats_url, stream, FeedOptions::new(trust)).await
     }
 
-    /// Starts a node with operator decisions for its feed.
+    /// Starts a node with what its feed trusts and operator decisions.
     pub async fn start_with(
         nats_url: &str,
         stream: &str,
         options: FeedOptions,
     ) -> anyhow::Result<Self> {
         let log = EventLog::connect(nats_url, stream).await?;
-        let node = Node::start_with(log, options);
+        let node = Node::start(log, options);
         let served = Served::start(node.router()).await?;
         Ok(Self {
             url: served.url.clone(),
@@ -182,8 +191,12 @@ pub struct System {
     pub admin: RunningAdmin,
     /// The nodes.
     pub nodes: Vec<RunningNode>,
-    /// The admin token.
+    /// The credential `admin_call` uses: an admin key made with the bootstrap token.
     pub token: String,
+    /// The bootstrap token (it can only create the first admin keys).
+    pub bootstrap: String,
+    /// The key admin signs events with.
+    pub signing: SigningKey,
     /// Stream name.
     pub stream: String,
     /// HTTP client.
@@ -199,26 +212,66 @@ impl System {
     /// nats-server, admin and `n` nodes, all ready.
     pub async fn with_nodes(n: usize) -> anyhow::Result<Self> {
         let nats = NatsServer::start()?;
-        let token = "test-admin-token-0123456789".to_owned();
+        let bootstrap = "test-admin-token-0123456789".to_owned();
+        let signing = SigningKey::generate().map_err(|e| anyhow::anyhow!("{e}"))?;
         let stream = "KEYLEDGER".to_owned();
-        let admin = RunningAdmin::start(&nats.url(), &stream, &token).await?;
+        let admin = RunningAdmin::start(&nats.url(), &stream, &bootstrap, &signing).await?;
         let mut nodes = Vec::new();
         for _ in 0..n {
-            nodes.push(RunningNode::start(&nats.url(), &stream).await?);
+            nodes.push(RunningNode::start(&nats.url(), &stream, signing.public_key()).await?);
         }
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()?;
+        let token = bootstrap_admin_key(&http, &admin.url, &bootstrap).await?;
         let system = Self {
             nats,
             admin,
             nodes,
             token,
+            bootstrap,
+            signing,
             stream,
             http,
         };
         system.wait_ready().await?;
         Ok(system)
+    }
+
+    /// Starts another admin service on this system's NATS, with the same
+    /// bootstrap token and signing key.
+    pub async fn start_admin(&self, stream: &str) -> anyhow::Result<RunningAdmin> {
+        RunningAdmin::start(&self.nats.url(), stream, &self.bootstrap, &self.signing).await
+    }
+
+    /// Starts another node on `stream`, trusting this system's signing key.
+    pub async fn start_node(&self, stream: &str) -> anyhow::Result<RunningNode> {
+        RunningNode::start(&self.nats.url(), stream, self.signing.public_key()).await
+    }
+
+    /// Links and signs raw event objects onto the chain's current tip with
+    /// this system's signing key, as admin would: for events admin would
+    /// never write itself (a type from the future). Returns the message text.
+    pub async fn sign_raw(&self, events: Vec<Value>) -> String {
+        let status: Value = self
+            .http
+            .get(format!("{}/v1/status", self.admin.url))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("admin answers")
+            .json()
+            .await
+            .expect("status JSON");
+        let tip =
+            keyledger_events::EventHash::from_hex(status["chain"]["tip"].as_str().expect("tip"))
+                .expect("a hash");
+        let position = status["chain"]["position"].as_u64().expect("position");
+        let chain = keyledger_events::Chain::resume(position, tip, self.signing.public_key());
+        let signed = chain
+            .sign_values(events, &self.signing, None)
+            .expect("signs");
+        String::from_utf8(signed.bytes).expect("JSON text")
     }
 
     /// Waits until admin and every node answer `/readyz` with 200.
@@ -325,6 +378,29 @@ impl System {
         }
         out
     }
+}
+
+/// Creates an admin key with the bootstrap token and returns it.
+pub async fn bootstrap_admin_key(
+    http: &reqwest::Client,
+    admin_url: &str,
+    bootstrap: &str,
+) -> anyhow::Result<String> {
+    let response = http
+        .post(format!("{admin_url}/v1/keys"))
+        .bearer_auth(bootstrap)
+        .json(&json!({ "name": "test admin", "admin": true }))
+        .send()
+        .await?;
+    let status = response.status();
+    let body: Value = response.json().await?;
+    if status != StatusCode::CREATED {
+        bail!("bootstrap admin key: {status} {body}");
+    }
+    body["key"]
+        .as_str()
+        .map(str::to_owned)
+        .context("no key in the create answer")
 }
 
 /// Verifies `key` at a node, with `method` as `X-Forwarded-Method`.

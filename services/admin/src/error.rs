@@ -9,9 +9,17 @@ use serde_json::json;
 /// An error answer: `{"error": {"code": "...", "message": "..."}}`.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    /// 401: no admin token, or a wrong one.
-    #[error("missing or invalid admin token")]
+    /// 401: no admin credential, or one that is wrong, disabled or removed.
+    #[error("missing or invalid admin credential (an enabled admin key, or the bootstrap token)")]
     Unauthorized,
+    /// 403: the credential is valid but may not do this.
+    #[error("{message}")]
+    Forbidden {
+        /// Stable code.
+        code: &'static str,
+        /// Human message.
+        message: String,
+    },
     /// 404: no such key (`None` when the id was not even a key id; it is not echoed).
     #[error("no key with id {}", .0.map_or_else(|| "like that".to_owned(), |id| id.to_string()))]
     KeyNotFound(Option<KeyId>),
@@ -62,6 +70,7 @@ impl ApiError {
     pub fn parts(&self) -> (StatusCode, &'static str) {
         match self {
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::Forbidden { code, .. } => (StatusCode::FORBIDDEN, code),
             Self::KeyNotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::RouteNotFound => (StatusCode::NOT_FOUND, "route_not_found"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
@@ -80,6 +89,13 @@ impl ApiError {
 
     pub(crate) fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         Self::BadRequest {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Forbidden {
             code,
             message: message.into(),
         }
@@ -121,6 +137,7 @@ mod tests {
     fn every_error_has_a_4xx_or_5xx_and_a_snake_case_code() {
         let all = [
             ApiError::Unauthorized,
+            ApiError::forbidden("bootstrap_limited", "m"),
             ApiError::KeyNotFound(None),
             ApiError::RouteNotFound,
             ApiError::MethodNotAllowed,

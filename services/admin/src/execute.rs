@@ -3,8 +3,10 @@
 
 use std::time::Duration;
 
-use keyledger_eventlog::AppendError;
-use keyledger_events::{Command, Commit, Event, EventId, KeyError, KeyId, decide};
+use keyledger_eventlog::{AppendError, lock_chain};
+use keyledger_events::{
+    Chain, Command, Commit, Event, EventId, KeyError, KeyId, Signed, SigningKey, decide,
+};
 use keyledger_projections::Projection;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -41,44 +43,28 @@ pub(crate) async fn execute(
     let _turn = state.append_turn.lock().await;
     let mut caught_up = false;
     for attempt in 0..ATTEMPTS {
-        let position = state.catalogue.position();
-        let key_state = state
-            .catalogue
-            .state(&key_id)
-            .map_err(ApiError::KeyStateUnknown)?;
-        let command = make(state)?;
-        let changes = match decide(&key_state, &command) {
-            Ok(changes) => changes,
+        // Decide and sign under the chain's lock, so that the state decided
+        // on, the expected sequence and the chain's tip all belong together.
+        let decided = {
+            let chain = lock_chain(&state.chain);
+            decide_and_sign(state, &chain, key_id, ctx, &mut make)?
+        };
+        let (position, commit, signed) = match decided {
+            Decided::Sign {
+                position,
+                commit,
+                signed,
+            } => (position, commit, signed),
+            Decided::Nothing { seq } => return Ok(Appended { seq }),
             // "No such key" may only mean that this view is behind: another
             // admin may have just created it. Never answer 404 on a stale view.
-            Err(KeyError::NotFound) if !caught_up => {
+            Decided::NotFound if !caught_up => {
                 catch_up(state).await?;
                 caught_up = true;
                 continue;
             }
-            Err(KeyError::NotFound) => return Err(ApiError::KeyNotFound(Some(key_id))),
-            Err(KeyError::AlreadyExists) => return Err(ApiError::Conflict),
+            Decided::NotFound => return Err(ApiError::KeyNotFound(Some(key_id))),
         };
-        if changes.is_empty() {
-            let seq = state.catalogue.get(&key_id).map_or(position, |v| v.version);
-            return Ok(Appended { seq });
-        }
-        let at = now();
-        let events = changes
-            .into_iter()
-            .map(|change| Event {
-                event_id: EventId::from_uuid(Uuid::now_v7()),
-                key_id,
-                at,
-                actor: ctx.actor.clone(),
-                request_id: ctx.request_id.clone(),
-                change,
-            })
-            .collect();
-        let commit = Commit::new(events).map_err(|e| {
-            tracing::error!(error = %e, "built an invalid commit");
-            ApiError::Internal
-        })?;
         let msg_id = commit.id().to_string();
         match state
             .log
@@ -86,20 +72,28 @@ pub(crate) async fn execute(
                 &key_id.to_string(),
                 position,
                 &msg_id,
-                commit.encode().into(),
+                signed.bytes.clone().into(),
             )
             .await
         {
             Ok(seq) => {
                 // The stream's last sequence was `position`, so this commit
-                // directly follows what the catalogue holds.
-                state.catalogue.apply(seq, &commit);
+                // directly follows what the catalogue holds. The feed may have
+                // seen it already; if not, move chain and catalogue past it now,
+                // so that the answer (and e.g. a revoked admin key) holds at once.
+                {
+                    let mut chain = lock_chain(&state.chain);
+                    if chain.position() < seq {
+                        chain.accept(seq, &signed);
+                        state.catalogue.apply(seq, &commit);
+                    }
+                }
                 let kinds: Vec<&str> = commit
                     .events()
                     .iter()
                     .map(|e| e.change.type_name())
                     .collect();
-                tracing::info!(%key_id, seq, events = ?kinds, actor = ctx.actor.label(), "appended");
+                tracing::info!(%key_id, seq, events = ?kinds, actor = %ctx.actor.label(), "appended");
                 return Ok(Appended { seq });
             }
             Err(AppendError::Conflict { expected }) => {
@@ -122,6 +116,93 @@ pub(crate) async fn execute(
         }
     }
     Err(ApiError::Conflict)
+}
+
+enum Decided {
+    Sign {
+        position: u64,
+        commit: Commit,
+        signed: Signed,
+    },
+    Nothing {
+        seq: u64,
+    },
+    NotFound,
+}
+
+fn decide_and_sign(
+    state: &AppState,
+    chain: &Chain,
+    key_id: KeyId,
+    ctx: &RequestContext,
+    make: &mut impl FnMut(&AppState) -> Result<Command, ApiError>,
+) -> Result<Decided, ApiError> {
+    let position = chain.position();
+    let key_state = state
+        .catalogue
+        .state(&key_id)
+        .map_err(ApiError::KeyStateUnknown)?;
+    let command = make(state)?;
+    let changes = match decide(&key_state, &command) {
+        Ok(changes) => changes,
+        Err(KeyError::NotFound) => return Ok(Decided::NotFound),
+        Err(KeyError::AlreadyExists) => return Err(ApiError::Conflict),
+    };
+    if changes.is_empty() {
+        let seq = state.catalogue.get(&key_id).map_or(position, |v| v.version);
+        return Ok(Decided::Nothing { seq });
+    }
+    let at = now();
+    let events = changes
+        .into_iter()
+        .map(|change| Event {
+            event_id: EventId::from_uuid(Uuid::now_v7()),
+            key_id,
+            at,
+            actor: ctx.actor.clone(),
+            request_id: ctx.request_id.clone(),
+            origin: ctx.origin.clone(),
+            change,
+        })
+        .collect();
+    let commit = Commit::new(events).map_err(|e| {
+        tracing::error!(error = %e, "built an invalid commit");
+        ApiError::Internal
+    })?;
+    let (key, next) = signing_keys(state, chain)?;
+    let signed = chain.sign(&commit, key, next).map_err(|e| {
+        tracing::error!(error = %e, "cannot sign");
+        ApiError::Internal
+    })?;
+    Ok(Decided::Sign {
+        position,
+        commit,
+        signed,
+    })
+}
+
+/// The key that must sign the next event, and the key to rotate to, if this
+/// process was asked to rotate and the chain has not rotated yet.
+fn signing_keys<'s>(
+    state: &'s AppState,
+    chain: &Chain,
+) -> Result<(&'s SigningKey, Option<&'s SigningKey>), ApiError> {
+    let current = chain.signer();
+    let rotate_to = state.rotate_to.as_ref();
+    if state.signing.public_key() == current {
+        Ok((
+            &state.signing,
+            rotate_to.filter(|r| r.public_key() != current),
+        ))
+    } else if let Some(next) = rotate_to.filter(|r| r.public_key() == current) {
+        Ok((next, None))
+    } else {
+        tracing::error!(expected = %current, "this admin does not hold the chain's current signing key");
+        Err(ApiError::Unavailable(format!(
+            "this admin service does not hold the chain's current signing key ({current}); \
+             restart it with that key (see --signing-key-file)"
+        )))
+    }
 }
 
 /// Waits (bounded) until the catalogue holds everything up to the stream's head.

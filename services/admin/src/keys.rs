@@ -8,7 +8,7 @@ use axum::extract::{FromRequestParts, Path, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::IntoResponse;
-use keyledger_events::{ApiKey, Command, KeyId, KeyName};
+use keyledger_events::{Actor, ApiKey, Command, KeyId, KeyName};
 use keyledger_projections::KeyView;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -27,6 +27,7 @@ const MAX_LIMIT: usize = 500;
 pub(crate) struct CreateKey {
     name: String,
     read_only: Option<bool>,
+    admin: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -101,10 +102,28 @@ pub(crate) async fn create(
     JsonBody(body): JsonBody<CreateKey>,
 ) -> Result<impl IntoResponse, ApiError> {
     let name = name(&body.name)?;
-    let read_only = body.read_only.unwrap_or(true);
+    let admin = body.admin.unwrap_or(false);
+    // An API key is read-only unless asked otherwise (as in the console); an
+    // admin key manages keys unless asked to be read-only.
+    let read_only = body.read_only.unwrap_or(!admin);
+    let bootstrap = matches!(ctx.actor, Actor::Bootstrap);
+    if bootstrap && !admin {
+        return Err(ApiError::forbidden(
+            "bootstrap_limited",
+            "the bootstrap token can only create admin keys (\"admin\": true); use an admin key for API keys",
+        ));
+    }
     let id = KeyId::from_uuid(Uuid::now_v7());
     let mut secret = None;
     let appended = execute(&state, id, &ctx, |state| {
+        // Decided under the chain's lock: two racing bootstrap requests cannot
+        // both see "no admin key yet".
+        if bootstrap && state.catalogue.has_enabled_admin() {
+            return Err(ApiError::forbidden(
+                "bootstrap_limited",
+                "an enabled admin key exists: the bootstrap token can only create the first admin keys",
+            ));
+        }
         // Regenerate until the prefix is free among keys that exist.
         let key = loop {
             let key = ApiKey::generate().map_err(|e| {
@@ -121,6 +140,7 @@ pub(crate) async fn create(
             prefix: key.prefix(),
             hash: key.hash(),
             read_only,
+            admin,
         };
         secret = Some(key);
         Ok(command)
@@ -128,7 +148,7 @@ pub(crate) async fn create(
     .await?;
     let view = state.catalogue.get(&id).ok_or(ApiError::Internal)?;
     let key = secret.ok_or(ApiError::Internal)?;
-    tracing::info!(key_id = %id, prefix = %view.prefix, "key created");
+    tracing::info!(key_id = %id, prefix = %view.prefix, admin, "key created");
     let body = Created {
         view,
         key: key.expose_secret().to_owned(),

@@ -2,11 +2,13 @@
 
 use std::sync::Arc;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderValue, header};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use keyledger_events::{Actor, RequestId};
+use keyledger_events::{Actor, KeyHash, Origin, RequestId};
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -16,11 +18,12 @@ use crate::service::AppState;
 /// The header that carries request ids, in and out.
 pub(crate) const REQUEST_ID: &str = "x-request-id";
 
-/// Who is asking, and in which request. Set by the middleware below.
+/// Who is asking, from where, and in which request. Set by the middleware below.
 #[derive(Clone, Debug)]
 pub(crate) struct RequestContext {
     pub(crate) request_id: RequestId,
     pub(crate) actor: Actor,
+    pub(crate) origin: Origin,
 }
 
 /// A new request id (a UUIDv7).
@@ -48,7 +51,7 @@ pub(crate) async fn request_id(mut req: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map_or("(no route)", MatchedPath::as_str)
         .to_owned();
-    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), %route);
+    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), %route, actor = tracing::field::Empty);
     async move {
         let mut response = next.run(req).await;
         tracing::info!(status = response.status().as_u16(), "answered");
@@ -61,7 +64,9 @@ pub(crate) async fn request_id(mut req: Request, next: Next) -> Response {
     .await
 }
 
-/// Requires `Authorization: Bearer <admin token>`.
+/// Requires `Authorization: Bearer <credential>`: an enabled admin key, or
+/// the bootstrap token, which may only create admin keys (checked by the
+/// create handler). A read-only admin key may only read.
 pub(crate) async fn authenticate(
     State(state): State<Arc<AppState>>,
     mut req: Request,
@@ -74,19 +79,77 @@ pub(crate) async fn authenticate(
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim());
-    let Some(token) = presented.filter(|t| state.token.matches(t)) else {
-        tracing::warn!("admin request without a valid admin token");
+    let Some(presented) = presented else {
+        tracing::warn!("admin request without a credential");
         return ApiError::Unauthorized.into_response();
     };
-    let _ = token;
+    let actor = if state.token.matches(presented) {
+        let creating = req.method() == Method::POST
+            && req
+                .extensions()
+                .get::<MatchedPath>()
+                .is_some_and(|p| p.as_str() == "/v1/keys");
+        if !creating {
+            return ApiError::forbidden(
+                "bootstrap_limited",
+                "the bootstrap token can only create the first admin keys (POST /v1/keys with \"admin\": true); use an admin key",
+            )
+            .into_response();
+        }
+        Actor::Bootstrap
+    } else {
+        let Some(view) = KeyHash::of_presented(presented)
+            .ok()
+            .and_then(|hash| state.catalogue.by_hash(&hash))
+            .filter(|v| v.admin && v.enabled && v.untrusted.is_none())
+        else {
+            tracing::warn!("admin request with an invalid, disabled or removed credential");
+            return ApiError::Unauthorized.into_response();
+        };
+        if view.read_only && !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
+        {
+            return ApiError::forbidden(
+                "read_only_admin",
+                "this admin key is read-only: it can list and read, not change",
+            )
+            .into_response();
+        }
+        Actor::AdminKey {
+            key_id: view.id,
+            prefix: view.prefix,
+        }
+    };
     let request_id = req
         .extensions()
         .get::<RequestId>()
         .cloned()
         .unwrap_or_else(fresh_request_id);
+    let ip = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip().to_string());
+    let origin = Origin::new(
+        ip,
+        header_text(req.headers(), header::USER_AGENT.as_str()),
+        trace_id(req.headers()).as_deref(),
+    );
+    tracing::Span::current().record("actor", actor.label());
     req.extensions_mut().insert(RequestContext {
         request_id,
-        actor: Actor::Bootstrap,
+        actor,
+        origin,
     });
     next.run(req).await
+}
+
+fn header_text<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The trace id of a W3C `traceparent` header (`00-<trace id>-<span id>-<flags>`).
+fn trace_id(headers: &HeaderMap) -> Option<String> {
+    let parent = header_text(headers, "traceparent")?;
+    let mut parts = parent.trim().split('-');
+    let (_version, trace) = (parts.next()?, parts.next()?);
+    Some(trace.to_owned())
 }

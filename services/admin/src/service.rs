@@ -6,7 +6,10 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router, middleware};
-use keyledger_eventlog::{EventLog, EventLogError, FeedOptions, FeedState, StreamOptions, feed};
+use keyledger_eventlog::{
+    EventLog, EventLogError, FeedOptions, FeedState, SharedChain, StreamOptions, chain_status, feed,
+};
+use keyledger_events::SigningKey;
 use keyledger_projections::Catalogue;
 use serde_json::json;
 use tokio::sync::{Mutex, watch};
@@ -22,8 +25,14 @@ pub struct AdminConfig {
     pub token: AdminToken,
     /// Settings for the stream, used when admin creates it.
     pub stream: StreamOptions,
-    /// Operator decisions for the feed (acknowledged untrusted messages).
+    /// What the feed trusts (the first signer's public key) and operator
+    /// decisions (acknowledged untrusted messages).
     pub feed: FeedOptions,
+    /// The key that signs the events this service appends.
+    pub signing: SigningKey,
+    /// A new signing key to rotate to: the next event announces it and every
+    /// event after is signed with it.
+    pub rotate_to: Option<SigningKey>,
 }
 
 pub(crate) struct AppState {
@@ -32,6 +41,9 @@ pub(crate) struct AppState {
     pub(crate) feed: watch::Receiver<FeedState>,
     pub(crate) token: AdminToken,
     pub(crate) append_turn: Mutex<()>,
+    pub(crate) chain: SharedChain,
+    pub(crate) signing: SigningKey,
+    pub(crate) rotate_to: Option<SigningKey>,
 }
 
 /// A running admin service: its feed task and its router.
@@ -48,8 +60,16 @@ impl Admin {
         log.ensure_stream(&config.stream).await?;
         let catalogue = Arc::new(Catalogue::new());
         let (progress, feed_rx) = watch::channel(FeedState::default());
+        let chain = config.feed.chain();
         let feed_task = tokio::spawn(
-            feed(log.clone(), catalogue.clone(), progress, config.feed).in_current_span(),
+            feed(
+                log.clone(),
+                catalogue.clone(),
+                chain.clone(),
+                progress,
+                config.feed,
+            )
+            .in_current_span(),
         );
         let state = Arc::new(AppState {
             log,
@@ -57,6 +77,9 @@ impl Admin {
             feed: feed_rx,
             token: config.token,
             append_turn: Mutex::new(()),
+            chain,
+            signing: config.signing,
+            rotate_to: config.rotate_to,
         });
         Ok(Self { state, feed_task })
     }
@@ -103,6 +126,7 @@ impl Drop for Admin {
 fn status_body(state: &AppState) -> serde_json::Value {
     let feed = *state.feed.borrow();
     let catalogue = state.catalogue.status();
+    let chain = chain_status(&state.chain);
     json!({
         "service": "admin",
         "stream": state.log.stream_name(),
@@ -113,6 +137,7 @@ fn status_body(state: &AppState) -> serde_json::Value {
         "nats_connected": state.log.is_connected(),
         "poisoned_keys": catalogue.poisoned,
         "sealed": catalogue.sealed.map(|(seq, reason)| json!({ "seq": seq, "reason": reason })),
+        "chain": chain,
     })
 }
 

@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use keyledger_admin::{AdminConfig, AdminToken};
 use keyledger_eventlog::{EventLog, FeedOptions, StreamOptions};
+use keyledger_events::SigningKey;
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 use tracing::Instrument;
@@ -85,7 +86,7 @@ fn dev_token(data_dir: &Path) -> anyhow::Result<String> {
 }
 
 /// Writes a new file only its owner can read.
-fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+pub(crate) fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()
@@ -96,6 +97,60 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))?;
     file.write_all(text.as_bytes())
         .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// The dev signing key: `KEYLEDGER_SIGNING_KEY` if set, else the one in the
+/// data dir, made on first start (with its `.pub` next to it).
+fn dev_signing_key(data_dir: &Path) -> anyhow::Result<(SigningKey, PathBuf)> {
+    let path = data_dir.join("signing.key");
+    let public = data_dir.join("signing.key.pub");
+    let key = if std::env::var_os("KEYLEDGER_SIGNING_KEY").is_some() {
+        crate::signing_key(None)?
+    } else if path.is_file() {
+        crate::signing_key(Some(&path))?
+    } else {
+        let key = SigningKey::generate().map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+        write_private(&path, &format!("{}\n", key.expose_secret_hex()))?;
+        key
+    };
+    std::fs::write(&public, format!("{}\n", key.public_key()))
+        .with_context(|| format!("cannot write {}", public.display()))?;
+    Ok((key, public))
+}
+
+/// The dev admin key, kept in the data dir: made on first start with the
+/// bootstrap token, through the admin API itself.
+async fn dev_admin_key(
+    data_dir: &Path,
+    router: axum::Router,
+    token: &str,
+) -> anyhow::Result<String> {
+    use tower::ServiceExt as _;
+    let path = data_dir.join("admin-key");
+    if let Ok(key) = std::fs::read_to_string(&path) {
+        return Ok(key.trim().to_owned());
+    }
+    let request = axum::http::Request::post("/v1/keys")
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .header("user-agent", "keyledger dev")
+        .body(axum::body::Body::from(
+            r#"{"name":"dev admin","admin":true}"#,
+        ))?;
+    let response = router.oneshot(request).await?;
+    let status = response.status();
+    let body = axum::body::to_bytes(response.into_body(), 64 * 1024).await?;
+    let created: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let Some(key) = created.get("key").and_then(|k| k.as_str()) else {
+        bail!(
+            "could not create the dev admin key ({status}): {}; if {} was deleted, \
+             create an admin key with the bootstrap token or start with a fresh --data-dir",
+            created["error"]["message"].as_str().unwrap_or("no message"),
+            path.display()
+        );
+    };
+    write_private(&path, &format!("{key}\n"))?;
+    Ok(key.to_owned())
 }
 
 fn start_nats(bin: &Path, data_dir: &Path, port: u16) -> anyhow::Result<Child> {
@@ -167,6 +222,8 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
     let token_text = dev_token(&args.data_dir)?;
     let token = AdminToken::new(&token_text).context("the admin token is not usable")?;
+    let (signing, public_path) = dev_signing_key(&args.data_dir)?;
+    let trust = signing.public_key();
     let mut nats = start_nats(&bin, &args.data_dir, args.nats_port)?;
     let nats_url = format!("nats://127.0.0.1:{}", args.nats_port);
     let nats_log = args.data_dir.join("nats-server.log");
@@ -177,12 +234,20 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
         AdminConfig {
             token,
             stream: StreamOptions::default(),
-            feed: FeedOptions::default(),
+            feed: FeedOptions::new(trust),
+            signing,
+            rotate_to: None,
         },
     )
     .instrument(tracing::info_span!("admin"))
     .await
     .context("cannot set up the stream")?;
+    let mut replay = admin.feed();
+    replay
+        .wait_for(|f| f.caught_up)
+        .await
+        .context("the admin service stopped before it caught up")?;
+    let admin_key = dev_admin_key(&args.data_dir, admin.router(), &token_text).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
@@ -197,7 +262,8 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     let mut nodes = Vec::new();
     for (i, listener) in node_listeners.into_iter().enumerate() {
         let span = tracing::info_span!("node", n = i + 1);
-        let node = span.in_scope(|| keyledger_node::Node::start(log.clone()));
+        let node =
+            span.in_scope(|| keyledger_node::Node::start(log.clone(), FeedOptions::new(trust)));
         node_addrs.push(listener.local_addr()?);
         servers.spawn(
             serve::serve(listener, node.router(), stopped(stop_rx.clone())).instrument(span),
@@ -205,23 +271,16 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
         nodes.push(node);
     }
 
-    println!(
-        "keyledger dev is running (data in {}, kept across restarts)",
-        args.data_dir.display()
-    );
-    println!("  NATS:        {nats_url}  (log: {})", nats_log.display());
-    println!("  admin API:   http://{admin_addr}");
-    for (i, addr) in node_addrs.iter().enumerate() {
-        println!("  node {}:      http://{addr}", i + 1);
-    }
-    println!("  admin token: {token_text}");
-    println!();
-    println!("Try:");
-    println!("  export KEYLEDGER_ADMIN_TOKEN={token_text}");
-    println!(
-        "  curl -s -X POST http://{admin_addr}/v1/keys -H \"Authorization: Bearer $KEYLEDGER_ADMIN_TOKEN\" \
-         -H 'Content-Type: application/json' -d '{{\"name\":\"my first key\"}}'"
-    );
+    print_banner(&Banner {
+        data_dir: &args.data_dir,
+        nats_url: &nats_url,
+        nats_log: &nats_log,
+        admin_addr,
+        node_addrs: &node_addrs,
+        admin_key: &admin_key,
+        token: &token_text,
+        public_key: &public_path,
+    });
     println!("Press Ctrl-C to stop.");
 
     tokio::select! {
@@ -243,6 +302,47 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     stop_nats(&mut nats).await;
     println!("keyledger dev stopped");
     Ok(())
+}
+
+struct Banner<'a> {
+    data_dir: &'a Path,
+    nats_url: &'a str,
+    nats_log: &'a Path,
+    admin_addr: SocketAddr,
+    node_addrs: &'a [SocketAddr],
+    admin_key: &'a str,
+    token: &'a str,
+    public_key: &'a Path,
+}
+
+fn print_banner(b: &Banner<'_>) {
+    println!(
+        "keyledger dev is running (data in {}, kept across restarts)",
+        b.data_dir.display()
+    );
+    println!(
+        "  NATS:        {}  (log: {})",
+        b.nats_url,
+        b.nats_log.display()
+    );
+    println!("  admin API:   http://{}", b.admin_addr);
+    for (i, addr) in b.node_addrs.iter().enumerate() {
+        println!("  node {}:      http://{addr}", i + 1);
+    }
+    println!("  admin key:   {}", b.admin_key);
+    println!("  bootstrap token: {}  (only creates admin keys)", b.token);
+    println!(
+        "  public key:  {}  (for nodes and auditors: keyledger audit verify --public-key …)",
+        b.public_key.display()
+    );
+    println!();
+    println!("Try:");
+    println!("  export KEYLEDGER_ADMIN_KEY={}", b.admin_key);
+    println!(
+        "  curl -s -X POST http://{}/v1/keys -H \"Authorization: Bearer $KEYLEDGER_ADMIN_KEY\" \
+         -H 'Content-Type: application/json' -d '{{\"name\":\"my first key\"}}'",
+        b.admin_addr
+    );
 }
 
 async fn stop_nats(nats: &mut Child) {

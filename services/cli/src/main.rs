@@ -12,6 +12,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use keyledger_admin::{AdminConfig, AdminToken};
 use keyledger_eventlog::{EventLog, FeedOptions, StreamOptions};
+use keyledger_events::{PublicKey, SigningKey};
 
 #[derive(Parser)]
 #[command(
@@ -50,6 +51,8 @@ enum Cmd {
     Admin(AdminArgs),
     /// Run an API node: replay the stream, follow it, answer /v1/verify.
     Node(NodeArgs),
+    /// Make a new Ed25519 signing key for keyledger admin (and its public key for nodes and auditors).
+    Keygen(KeygenArgs),
     /// Quick start: nats-server, an admin service and two nodes, in one process.
     #[command(
         after_help = "nats-server is found through NATS_SERVER_BIN, then PATH, then \
@@ -80,14 +83,28 @@ struct Common {
         value_name = "SEQ"
     )]
     acknowledge_untrusted: Vec<u64>,
+    /// File holding the public key of the ledger's first signing key (64 hex
+    /// characters); trust follows the chain's rotations from there. Or set
+    /// KEYLEDGER_PUBLIC_KEY to the key itself.
+    #[arg(long, env = "KEYLEDGER_PUBLIC_KEY_FILE", value_name = "FILE")]
+    public_key: Option<PathBuf>,
 }
 
 impl Common {
-    fn feed_options(&self) -> FeedOptions {
+    fn feed_options(&self, trust: PublicKey) -> FeedOptions {
         FeedOptions {
+            trust,
             acknowledged: self.acknowledge_untrusted.iter().copied().collect(),
         }
     }
+}
+
+#[derive(Args)]
+struct KeygenArgs {
+    /// Where to write the signing key (created 0600; never overwritten). The
+    /// public key goes next to it, with `.pub` appended.
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
 }
 
 #[derive(Args)]
@@ -100,6 +117,19 @@ struct AdminArgs {
     /// File holding the admin token (instead of KEYLEDGER_ADMIN_TOKEN).
     #[arg(long, env = "KEYLEDGER_ADMIN_TOKEN_FILE")]
     admin_token_file: Option<PathBuf>,
+    /// File holding the Ed25519 signing key (64 hex characters; `keyledger
+    /// keygen` makes one). Or set KEYLEDGER_SIGNING_KEY to the key itself (dev only).
+    #[arg(long, env = "KEYLEDGER_SIGNING_KEY_FILE", value_name = "FILE")]
+    signing_key_file: Option<PathBuf>,
+    /// Rotate to this signing key: the next event announces its public key and
+    /// every later event is signed with it. Restart with it as
+    /// --signing-key-file afterwards (keep --public-key on the first key).
+    #[arg(
+        long,
+        env = "KEYLEDGER_ROTATE_TO_SIGNING_KEY_FILE",
+        value_name = "FILE"
+    )]
+    rotate_to_signing_key_file: Option<PathBuf>,
     /// Stream replicas when admin creates the stream (3 on a NATS cluster).
     #[arg(long, env = "KEYLEDGER_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
     replicas: u8,
@@ -128,6 +158,7 @@ fn main() -> ExitCode {
         match cli.command {
             Cmd::Admin(args) => admin(args).await,
             Cmd::Node(args) => node(args).await,
+            Cmd::Keygen(args) => keygen(&args),
             Cmd::Dev(args) => dev::run(args).await,
         }
     });
@@ -166,8 +197,70 @@ pub(crate) fn admin_token(file: Option<&PathBuf>) -> anyhow::Result<AdminToken> 
     AdminToken::new(&raw).context("the admin token is not usable")
 }
 
+fn read_key_text(file: &PathBuf, what: &str) -> anyhow::Result<String> {
+    std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read the {what} file {}", file.display()))
+}
+
+/// Reads the signing key from a file or `KEYLEDGER_SIGNING_KEY`.
+pub(crate) fn signing_key(file: Option<&PathBuf>) -> anyhow::Result<SigningKey> {
+    let text = match (file, std::env::var("KEYLEDGER_SIGNING_KEY")) {
+        (Some(path), _) => read_key_text(path, "signing key")?,
+        (None, Ok(text)) => text,
+        (None, Err(_)) => anyhow::bail!(
+            "no signing key: pass --signing-key-file (make one with `keyledger keygen --out FILE`) \
+             or set KEYLEDGER_SIGNING_KEY"
+        ),
+    };
+    SigningKey::from_hex(&text).context("the signing key is not usable")
+}
+
+/// Reads the trusted public key from a file or `KEYLEDGER_PUBLIC_KEY`.
+pub(crate) fn public_key(file: Option<&PathBuf>) -> anyhow::Result<Option<PublicKey>> {
+    let text = match (file, std::env::var("KEYLEDGER_PUBLIC_KEY")) {
+        (Some(path), _) => read_key_text(path, "public key")?,
+        (None, Ok(text)) => text,
+        (None, Err(_)) => return Ok(None),
+    };
+    PublicKey::from_hex(&text)
+        .map(Some)
+        .context("the public key is not usable")
+}
+
+fn keygen(args: &KeygenArgs) -> anyhow::Result<()> {
+    let key = SigningKey::generate().map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    let public = args.out.with_file_name(format!(
+        "{}.pub",
+        args.out
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    ));
+    dev::write_private(&args.out, &format!("{}\n", key.expose_secret_hex()))?;
+    std::fs::write(&public, format!("{}\n", key.public_key()))
+        .with_context(|| format!("cannot write {}", public.display()))?;
+    println!(
+        "signing key: {} (keep it secret; give it to keyledger admin)",
+        args.out.display()
+    );
+    println!(
+        "public key:  {} (give it to nodes and auditors)",
+        public.display()
+    );
+    println!("{}", key.public_key());
+    Ok(())
+}
+
 async fn admin(args: AdminArgs) -> anyhow::Result<()> {
     let token = admin_token(args.admin_token_file.as_ref())?;
+    let signing = signing_key(args.signing_key_file.as_ref())?;
+    let rotate_to = args
+        .rotate_to_signing_key_file
+        .as_ref()
+        .map(|f| signing_key(Some(f)))
+        .transpose()?;
+    let trust =
+        public_key(args.common.public_key.as_ref())?.unwrap_or_else(|| signing.public_key());
     let log = EventLog::connect(&args.common.nats_url, &args.common.stream).await?;
     let admin = keyledger_admin::Admin::start(
         log,
@@ -176,7 +269,9 @@ async fn admin(args: AdminArgs) -> anyhow::Result<()> {
             stream: StreamOptions {
                 replicas: usize::from(args.replicas),
             },
-            feed: args.common.feed_options(),
+            feed: args.common.feed_options(trust),
+            signing,
+            rotate_to,
         },
     )
     .await
@@ -187,8 +282,12 @@ async fn admin(args: AdminArgs) -> anyhow::Result<()> {
 }
 
 async fn node(args: NodeArgs) -> anyhow::Result<()> {
+    let trust = public_key(args.common.public_key.as_ref())?.context(
+        "no public key to verify events with: pass --public-key FILE (the admin's signing key's .pub) \
+         or set KEYLEDGER_PUBLIC_KEY",
+    )?;
     let log = EventLog::connect(&args.common.nats_url, &args.common.stream).await?;
-    let node = keyledger_node::Node::start_with(log, args.common.feed_options());
+    let node = keyledger_node::Node::start(log, args.common.feed_options(trust));
     let listener = serve::bind(args.listen).await?;
     tracing::info!(addr = %listener.local_addr()?, stream = %args.common.stream, "node listening");
     serve::serve(listener, node.router(), serve::shutdown_signal()).await

@@ -1,11 +1,11 @@
 //! Feeding a projection: replay from where it stands, then follow the tail.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures::StreamExt;
-use keyledger_events::{Commit, KeyId};
+use keyledger_events::{Chain, Commit, KeyId, PublicKey};
 use keyledger_projections::Projection;
 use time::OffsetDateTime;
 use tokio::sync::watch;
@@ -27,27 +27,73 @@ pub struct FeedState {
     pub caught_up: bool,
 }
 
-/// Operator decisions the feed must honour.
-#[derive(Clone, Debug, Default)]
+/// The chain a feed verifies messages against, shared with the admin
+/// service's appends (which move it past their own messages).
+pub type SharedChain = Arc<Mutex<Chain>>;
+
+/// Locks a shared chain (a panic elsewhere does not make it unusable: the
+/// chain is only ever changed whole).
+pub fn lock_chain(chain: &SharedChain) -> MutexGuard<'_, Chain> {
+    chain
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The chain's end and its alarms, as `/v1/status` reports them.
+pub fn chain_status(chain: &SharedChain) -> serde_json::Value {
+    let chain = lock_chain(chain);
+    let (refused, last) = chain.refused();
+    serde_json::json!({
+        "position": chain.position(),
+        "tip": chain.tip(),
+        "trusted_events": chain.trusted_events(),
+        "signer": chain.signer(),
+        "untrusted_messages": refused,
+        "last_untrusted": last.map(|(seq, reason)| serde_json::json!({ "seq": seq, "reason": reason })),
+    })
+}
+
+/// What the feed trusts, and operator decisions it must honour.
+#[derive(Clone, Debug)]
 pub struct FeedOptions {
+    /// The public key of the first signer: trust starts here and follows the
+    /// chain's rotation announcements.
+    pub trust: PublicKey,
     /// Sequences of messages an operator has inspected and acknowledged as
     /// untrusted garbage: they are passed over (with a warning) instead of
     /// making keys fail closed. Trusted, decodable messages are applied as usual.
     pub acknowledged: BTreeSet<u64>,
 }
 
+impl FeedOptions {
+    /// Trusts `anchor` as the first signer; no acknowledged messages.
+    pub fn new(trust: PublicKey) -> Self {
+        Self {
+            trust,
+            acknowledged: BTreeSet::new(),
+        }
+    }
+
+    /// A fresh chain to verify against.
+    pub fn chain(&self) -> SharedChain {
+        Arc::new(Mutex::new(Chain::new(self.trust)))
+    }
+}
+
 /// Replays the stream into `projection` from its position on, then follows
 /// it live, forever. Publishes progress on `progress`. Survives NATS outages:
 /// it resubscribes from the projection's position with a backoff.
 ///
-/// A message that cannot be decoded or does not match its subject is never
-/// skipped: the key it concerns (or, if none can be named, every key) is
+/// Every message is checked against `chain` (hash, signature, link) before
+/// it is applied. A message that fails, cannot be decoded or does not match
+/// its subject is never skipped: the key it concerns (or, if none can be named, every key) is
 /// poisoned and fails closed, and the failure is logged as an error. A stream
 /// that goes backwards or is replaced seals the projection: every key fails
 /// closed until the process is restarted against a stream it can trust.
 pub async fn feed<P>(
     log: EventLog,
     projection: Arc<P>,
+    chain: SharedChain,
     progress: watch::Sender<FeedState>,
     options: FeedOptions,
 ) where
@@ -57,7 +103,16 @@ pub async fn feed<P>(
     let mut announced_wait = false;
     let mut seen: Option<OffsetDateTime> = None;
     loop {
-        match follow_once(&log, projection.as_ref(), &progress, &options, &mut seen).await {
+        match follow_once(
+            &log,
+            projection.as_ref(),
+            &chain,
+            &progress,
+            &options,
+            &mut seen,
+        )
+        .await
+        {
             Ok(()) => {
                 tracing::warn!(stream = %log.stream_name(), "event subscription ended; resubscribing");
             }
@@ -105,6 +160,7 @@ fn check_identity<P: Projection + ?Sized>(
 async fn follow_once<P>(
     log: &EventLog,
     projection: &P,
+    chain: &SharedChain,
     progress: &watch::Sender<FeedState>,
     options: &FeedOptions,
     seen: &mut Option<OffsetDateTime>,
@@ -163,6 +219,7 @@ where
         let (seq, pending) = (info.stream_sequence, info.pending);
         apply(
             projection,
+            &mut lock_chain(chain),
             seq,
             message.subject.as_str(),
             &message.payload,
@@ -187,39 +244,61 @@ where
     }
 }
 
-/// Decodes and applies one stored message, or poisons what it concerns.
+/// Verifies, decodes and applies one stored message, or poisons what it
+/// concerns. The caller holds the chain's lock, so that the chain and the
+/// projection move together.
 pub(crate) fn apply<P: Projection + ?Sized>(
     projection: &P,
+    chain: &mut Chain,
     seq: u64,
     subject: &str,
     payload: &[u8],
     options: &FeedOptions,
 ) {
+    if seq <= chain.position() {
+        // This process appended it and applied it already.
+        return;
+    }
     let subject_key = subject
         .rsplit('.')
         .next()
         .and_then(|t| t.parse::<KeyId>().ok());
-    let untrusted = match Commit::decode(payload) {
-        Ok(commit) if Some(commit.key_id()) == subject_key => {
-            projection.apply(seq, &commit);
-            return;
-        }
-        Ok(commit) => {
-            let reason = format!(
-                "event for key {} stored under subject {subject}",
-                commit.key_id()
+    let (keys, reason) = match chain.verify(seq, payload) {
+        Ok(verified) => match Commit::from_values(verified.values) {
+            Ok(commit) if Some(commit.key_id()) == subject_key => {
+                projection.apply(seq, &commit);
+                return;
+            }
+            Ok(commit) => {
+                let reason = format!(
+                    "event for key {} stored under subject {subject}",
+                    commit.key_id()
+                );
+                let keys: Vec<KeyId> = [Some(commit.key_id()), subject_key]
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                (keys, reason)
+            }
+            // Signed by admin, but of a type or version this build does not know.
+            Err(e) => (subject_key.into_iter().collect(), e.to_string()),
+        },
+        Err(e) => {
+            let mut keys: Vec<KeyId> = subject_key.into_iter().collect();
+            keys.extend(
+                Commit::decode(payload)
+                    .ok()
+                    .map(|c| c.key_id())
+                    .filter(|k| Some(*k) != subject_key),
             );
-            let keys: Vec<KeyId> = [Some(commit.key_id()), subject_key]
-                .into_iter()
-                .flatten()
-                .collect();
-            (keys, reason)
+            tracing::error!(seq, %subject, error = %e, alarm = "untrusted_event",
+                "ALARM: a message failed verification and is not applied; was it published around keyledger admin?");
+            (keys, format!("untrusted: {e}"))
         }
-        Err(e) => (subject_key.into_iter().collect(), e.to_string()),
     };
-    let (keys, reason) = untrusted;
     if options.acknowledged.contains(&seq) {
         tracing::warn!(seq, %subject, %reason, "untrusted message acknowledged by the operator; passing over it");
+        chain.pass(seq);
         projection.acknowledge(seq);
         return;
     }

@@ -14,5 +14,5 @@
 mod feed;
 mod log;
 
-pub use feed::{FeedOptions, FeedState, feed};
+pub use feed::{FeedOptions, FeedState, SharedChain, chain_status, feed, lock_chain};
 pub use log::{AppendError, EventLog, EventLogError, StoredMessage, StreamIdentity, StreamOptions};

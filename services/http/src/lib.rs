@@ -22,6 +22,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tower::ServiceExt as _;
 use tower_http::timeout::TimeoutLayer;
 
 /// The answer to `/readyz`: the status body, with 200 when its `ready` is
@@ -80,8 +81,8 @@ pub async fn serve(
             accepted = listener.accept() => accepted,
             () = &mut shutdown => break,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(e) => {
                 // Out of file descriptors and the like: back off, do not spin.
                 tracing::warn!(error = %e, "accept failed");
@@ -105,7 +106,14 @@ pub async fn serve(
         let connection = builder
             .serve_connection_with_upgrades(
                 TokioIo::new(stream),
-                TowerToHyperService::new(router.clone()),
+                TowerToHyperService::new(router.clone().map_request(
+                    move |mut req: axum::extract::Request<hyper::body::Incoming>| {
+                        // Handlers read the peer as axum's ConnectInfo.
+                        req.extensions_mut()
+                            .insert(axum::extract::ConnectInfo(peer));
+                        req
+                    },
+                )),
             )
             .into_owned();
         let connection = graceful.watch(connection);

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{any, get};
 use axum::{Extension, Json, Router};
-use keyledger_eventlog::{EventLog, FeedOptions, FeedState, feed};
+use keyledger_eventlog::{EventLog, FeedOptions, FeedState, SharedChain, chain_status, feed};
 use keyledger_projections::{Grant, ValidationTable};
 use serde_json::{Value, json};
 use tokio::sync::watch;
@@ -20,6 +20,7 @@ use crate::verify::verify;
 pub struct Node {
     log: EventLog,
     table: Arc<ValidationTable>,
+    chain: SharedChain,
     feed: watch::Receiver<FeedState>,
     feed_task: tokio::task::JoinHandle<()>,
 }
@@ -28,25 +29,26 @@ pub struct Node {
 struct NodeState {
     log: EventLog,
     table: Arc<ValidationTable>,
+    chain: SharedChain,
     feed: watch::Receiver<FeedState>,
 }
 
 impl Node {
-    /// Starts replaying the stream into a fresh table, then follows it. If the
-    /// stream does not exist yet, waits for admin to create it.
-    pub fn start(log: EventLog) -> Self {
-        Self::start_with(log, FeedOptions::default())
-    }
-
-    /// [`Node::start`], with operator decisions for the feed.
-    pub fn start_with(log: EventLog, options: FeedOptions) -> Self {
+    /// Starts replaying the stream into a fresh table, then follows it. Every
+    /// message is verified against the chain that starts at `options.trust`
+    /// before it is applied. If the stream does not exist yet, waits for
+    /// admin to create it.
+    pub fn start(log: EventLog, options: FeedOptions) -> Self {
         let table = Arc::new(ValidationTable::new());
         let (progress, feed_rx) = watch::channel(FeedState::default());
-        let feed_task =
-            tokio::spawn(feed(log.clone(), table.clone(), progress, options).in_current_span());
+        let chain = options.chain();
+        let feed_task = tokio::spawn(
+            feed(log.clone(), table.clone(), chain.clone(), progress, options).in_current_span(),
+        );
         Self {
             log,
             table,
+            chain,
             feed: feed_rx,
             feed_task,
         }
@@ -68,6 +70,7 @@ impl Node {
         let state = NodeState {
             log: self.log.clone(),
             table: self.table.clone(),
+            chain: self.chain.clone(),
             feed: self.feed.clone(),
         };
         let example = Router::new()
@@ -130,6 +133,7 @@ fn status_body(state: &NodeState) -> Value {
         "nats_connected": state.log.is_connected(),
         "poisoned_keys": poisoned,
         "sealed": table.sealed.map(|(seq, reason)| json!({ "seq": seq, "reason": reason })),
+        "chain": chain_status(&state.chain),
     })
 }
 

@@ -39,11 +39,13 @@ fn main() -> anyhow::Result<()> {
             at,
             actor: Actor::Bootstrap,
             request_id: request_id.clone(),
+            origin: keyledger_events::Origin::default(),
             change: Change::Created {
                 name: name.clone(),
                 prefix: key.prefix(),
                 hash: key.hash(),
                 read_only: i % 2 == 0,
+                admin: false,
             },
         };
         table.apply(i as u64 + 1, &Commit::new(vec![event])?);
