@@ -84,6 +84,7 @@ struct Inner {
     prefixes: HashMap<Prefix, KeyId>,
     hashes: HashMap<KeyHash, KeyId>,
     poisoned: BTreeMap<KeyId, PoisonedKey>,
+    untrusted_messages: BTreeMap<u64, String>,
     sealed: Option<(u64, String)>,
 }
 
@@ -185,6 +186,11 @@ impl Catalogue {
             .live
             .values()
             .any(|r| r.view.admin && r.view.enabled && r.view.untrusted.is_none())
+    }
+
+    /// Why the message at `seq` was not trusted, if it was not.
+    pub fn untrusted_message(&self, seq: u64) -> Option<String> {
+        self.read().untrusted_messages.get(&seq).cloned()
     }
 
     /// A snapshot for status reports.
@@ -331,6 +337,7 @@ impl Projection for Catalogue {
         for key in keys {
             inner.poison(seq, *key, reason);
         }
+        inner.untrusted_messages.insert(seq, reason.to_owned());
         if keys.is_empty() {
             inner.sealed.get_or_insert_with(|| (seq, reason.to_owned()));
         }

@@ -9,6 +9,7 @@
 //! the affected key (or, when no key can be named, every key) fail closed.
 
 mod access;
+mod audit;
 mod catalogue;
 mod projection;
 #[cfg(test)]
@@ -16,6 +17,7 @@ mod test_commits;
 mod validation;
 
 pub use access::{Access, Denial, Grant};
+pub use audit::{Audit, Cut, Finding, HistoryEntry, KeyAt, Record, Summary, Validity, validity};
 pub use catalogue::{Catalogue, KeyView, Page, PoisonedKey, Status as CatalogueStatus};
 pub use projection::Projection;
 pub use validation::{ValidationStatus, ValidationTable};

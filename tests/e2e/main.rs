@@ -9,6 +9,7 @@
 )]
 
 mod admin_input;
+mod audit;
 mod binary;
 mod concurrency;
 mod eventlog;

@@ -81,7 +81,7 @@ fn name(raw: &str) -> Result<KeyName, ApiError> {
 
 /// The `{id}` of a key route. Anything that is not a key id (including
 /// invalid UTF-8) is a 404 that does not echo what was sent.
-pub(crate) struct KeyIdPath(KeyId);
+pub(crate) struct KeyIdPath(pub(crate) KeyId);
 
 impl<S: Send + Sync> FromRequestParts<S> for KeyIdPath {
     type Rejection = ApiError;

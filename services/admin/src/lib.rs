@@ -15,6 +15,7 @@
 
 mod error;
 mod execute;
+mod history;
 mod json;
 mod keys;
 mod request;

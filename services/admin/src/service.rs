@@ -16,7 +16,7 @@ use tokio::sync::{Mutex, watch};
 use tracing::Instrument;
 
 use crate::json::BODY_LIMIT;
-use crate::{AdminToken, ApiError, keys, request};
+use crate::{AdminToken, ApiError, history, keys, request};
 
 /// How to run the admin service.
 #[derive(Clone, Debug)]
@@ -97,6 +97,8 @@ impl Admin {
                 "/keys/{id}",
                 get(keys::get).patch(keys::update).delete(keys::remove),
             )
+            .route("/keys/{id}/history", get(history::key_history))
+            .route("/events", get(history::events))
             .route("/status", get(status))
             .layer(middleware::from_fn_with_state(
                 self.state.clone(),

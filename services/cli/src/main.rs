@@ -1,6 +1,7 @@
 //! `keyledger`: the one binary. `admin` and `node` run the services; `dev`
 //! runs a whole local system (nats-server, admin, two nodes) in one go.
 
+mod audit;
 mod dev;
 mod serve;
 
@@ -51,6 +52,13 @@ enum Cmd {
     Admin(AdminArgs),
     /// Run an API node: replay the stream, follow it, answer /v1/verify.
     Node(NodeArgs),
+    /// For auditors: export, verify and replay the history, online or from an exported file.
+    #[command(
+        after_help = "Every subcommand reads the stream (--nats-url, --stream) or an export \
+        (--from FILE.jsonl, offline: nothing else needs to run). Give --public-key (the admin's \
+        signing.key.pub) to check signatures against the key you trust."
+    )]
+    Audit(audit::AuditArgs),
     /// Make a new Ed25519 signing key for keyledger admin (and its public key for nodes and auditors).
     Keygen(KeygenArgs),
     /// Quick start: nats-server, an admin service and two nodes, in one process.
@@ -146,7 +154,9 @@ struct NodeArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    // Auditors read reports, not service logs.
+    let quiet = matches!(cli.command, Cmd::Audit(_) | Cmd::Keygen(_));
+    init_logging(cli.log_format, if quiet { "warn" } else { "info" });
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -156,14 +166,15 @@ fn main() -> ExitCode {
     };
     let outcome = runtime.block_on(async {
         match cli.command {
-            Cmd::Admin(args) => admin(args).await,
-            Cmd::Node(args) => node(args).await,
-            Cmd::Keygen(args) => keygen(&args),
-            Cmd::Dev(args) => dev::run(args).await,
+            Cmd::Admin(args) => admin(args).await.map(|()| ExitCode::SUCCESS),
+            Cmd::Node(args) => node(args).await.map(|()| ExitCode::SUCCESS),
+            Cmd::Audit(args) => audit::run(args).await,
+            Cmd::Keygen(args) => keygen(&args).map(|()| ExitCode::SUCCESS),
+            Cmd::Dev(args) => dev::run(args).await.map(|()| ExitCode::SUCCESS),
         }
     });
     match outcome {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("keyledger: {e:#}");
             ExitCode::FAILURE
@@ -171,9 +182,10 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, default_level: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
