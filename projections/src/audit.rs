@@ -559,7 +559,8 @@ mod tests {
                 .sign(&commit(id, changes), &self.key, None)
                 .unwrap();
             self.chain.accept(seq, &signed);
-            let time = datetime!(2026-12-01 10:00 UTC) + time::Duration::hours(i64::try_from(seq).unwrap());
+            let time = datetime!(2026-12-01 10:00 UTC)
+                + time::Duration::hours(i64::try_from(seq).unwrap());
             self.messages
                 .push((seq, time, format!("KEYLEDGER.keys.{id}"), signed.bytes));
         }

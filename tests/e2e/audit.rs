@@ -596,6 +596,13 @@ async fn admin_keys_are_the_actors_and_revoking_one_cuts_it_off() {
         .map(|e| e["type"].as_str().unwrap())
         .collect();
     assert_eq!(kinds, ["Created", "Disabled", "Removed"]);
+    // All three by the first admin key (the one `admin_call` uses).
+    let (_, listing) = sys.admin_call(Method::GET, "/v1/keys?q=test%20admin", None).await;
+    let first_admin = listing["keys"][0]["id"].clone();
+    assert!(first_admin.is_string(), "{listing}");
+    for e in history["history"].as_array().unwrap() {
+        assert_eq!(e["actor"]["key_id"], first_admin, "{e}");
+    }
 
     // The events endpoint pages through the stream; every event names an actor.
     let mut since = 1;
@@ -626,4 +633,93 @@ async fn admin_keys_are_the_actors_and_revoking_one_cuts_it_off() {
         .admin_call(Method::GET, "/v1/events?limit=0", None)
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_signing_key_rotates_through_an_announcement_in_the_chain() {
+    let sys = System::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let public = write_public_key(&sys, dir.path());
+    let before = sys.create_key("before", false).await;
+    let new = keyledger_events::SigningKey::generate().unwrap();
+    let rotating = keyledger_tests::RunningAdmin::start_config(
+        &sys.nats.url(),
+        &sys.stream,
+        keyledger_admin::AdminConfig {
+            token: keyledger_admin::AdminToken::new(&sys.bootstrap).unwrap(),
+            stream: keyledger_eventlog::StreamOptions::default(),
+            feed: keyledger_eventlog::FeedOptions::new(sys.signing.public_key()),
+            signing: sys.signing.clone(),
+            rotate_to: Some(new.clone()),
+        },
+    )
+    .await
+    .unwrap();
+    let mut seqs = Vec::new();
+    for name in ["announces", "after"] {
+        let r = sys
+            .http
+            .post(format!("{}/v1/keys", rotating.url))
+            .bearer_auth(&sys.token)
+            .json(&json!({ "name": name, "read_only": false }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let body: Value = r.json().await.unwrap();
+        seqs.push((
+            body["seq"].as_u64().unwrap(),
+            body["key"].as_str().unwrap().to_owned(),
+        ));
+    }
+    let messages = sys.stream_messages().await;
+    let announcing: Value =
+        serde_json::from_slice(&messages[usize::try_from(seqs[0].0).unwrap() - 1].2).unwrap();
+    assert_eq!(
+        announcing["events"][0]["signer"],
+        sys.signing.public_key().to_hex()
+    );
+    assert_eq!(
+        announcing["events"][0]["next_signer"],
+        new.public_key().to_hex()
+    );
+    let after: Value =
+        serde_json::from_slice(&messages[usize::try_from(seqs[1].0).unwrap() - 1].2).unwrap();
+    assert_eq!(after["events"][0]["signer"], new.public_key().to_hex());
+
+    // Nodes that only know the first key follow the rotation.
+    sys.wait_applied(seqs[1].0).await;
+    for (_, key) in &seqs {
+        assert_eq!(
+            sys.verify_all(key, "POST").await,
+            [StatusCode::OK, StatusCode::OK]
+        );
+    }
+    assert_eq!(
+        sys.verify_all(&before.key, "POST").await,
+        [StatusCode::OK, StatusCode::OK]
+    );
+    // So does the auditor, with the first public key.
+    let url = sys.nats.url();
+    let (code, out, err) = audit(
+        &["verify", "--nats-url", &url, "--public-key", &public],
+        None,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    // An admin that holds only the old key can no longer write.
+    let (status, body) = sys
+        .admin_call(
+            Method::POST,
+            "/v1/keys",
+            Some(json!({ "name": "stale signer" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("signing key"),
+        "{body}"
+    );
 }

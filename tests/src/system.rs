@@ -35,21 +35,24 @@ where
     }
 }
 
-/// The `keyledger` binary built next to this test binary.
+/// The `keyledger` binary built next to this binary (a bench in
+/// `target/<profile>/`, or a test in `target/<profile>/deps/`).
 pub fn keyledger_bin() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
-    let dir = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .context("test binary location")?;
-    let bin = dir.join("keyledger");
-    if !bin.is_file() {
-        bail!(
-            "{} not found: run `cargo build -p keyledger-cli` first (scripts/test does)",
-            bin.display()
-        );
+    let here = exe.parent().context("binary location")?;
+    let candidates = [Some(here), here.parent()];
+    if let Some(bin) = candidates
+        .into_iter()
+        .flatten()
+        .map(|d| d.join("keyledger"))
+        .find(|b| b.is_file())
+    {
+        return Ok(bin);
     }
-    Ok(bin)
+    bail!(
+        "keyledger not found next to {}: run `cargo build -p keyledger-cli` first (scripts/test does)",
+        exe.display()
+    )
 }
 
 /// A router served on a loopback port until stopped.
@@ -115,7 +118,6 @@ impl RunningAdmin {
         token: &str,
         signing: &SigningKey,
     ) -> anyhow::Result<Self> {
-        let log = EventLog::connect(nats_url, stream).await?;
         let config = AdminConfig {
             token: AdminToken::new(token)?,
             stream: StreamOptions::default(),
@@ -123,6 +125,16 @@ impl RunningAdmin {
             signing: signing.clone(),
             rotate_to: None,
         };
+        Self::start_config(nats_url, stream, config).await
+    }
+
+    /// Starts an admin service with a full configuration.
+    pub async fn start_config(
+        nats_url: &str,
+        stream: &str,
+        config: AdminConfig,
+    ) -> anyhow::Result<Self> {
+        let log = EventLog::connect(nats_url, stream).await?;
         let admin = Admin::start(log, config).await?;
         let mut feed = admin.feed();
         tokio::time::timeout(Duration::from_secs(10), feed.wait_for(|f| f.caught_up))
