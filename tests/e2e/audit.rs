@@ -73,6 +73,18 @@ async fn rewrite_stream(sys: &System, messages: &[(String, Vec<u8>)]) {
     }
 }
 
+/// The key with id `id` in `replay --format json` output.
+fn key_in(replayed: &str, id: &str) -> Value {
+    let state: Value = serde_json::from_str(replayed).unwrap();
+    state
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == id)
+        .cloned()
+        .unwrap_or_else(|| panic!("no key {id} in {replayed}"))
+}
+
 fn stored(messages: Vec<(u64, String, Vec<u8>)>) -> Vec<(String, Vec<u8>)> {
     messages.into_iter().map(|(_, s, p)| (s, p)).collect()
 }
@@ -154,13 +166,7 @@ async fn the_chain_holds_and_exports_replay_the_same_offline() {
         &[&["replay", "--format", "json"], &offline[..]].concat(),
         None,
     );
-    let state: Value = serde_json::from_str(&end).unwrap();
-    let ours = state
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|k| k["id"] == key.id.as_str())
-        .unwrap();
+    let ours = key_in(&end, &key.id);
     assert_eq!(ours["removed"], true);
     assert_eq!(ours["name"], "ci release");
 
@@ -269,13 +275,7 @@ async fn point_in_time_answers_and_leaked_key_lookup() {
         .concat(),
         None,
     );
-    let state: Value = serde_json::from_str(&out).unwrap();
-    let k = state
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|k| k["id"] == key.id.as_str())
-        .unwrap();
+    let k = key_in(&out, &key.id);
     assert_eq!(k["name"], "ci release");
     assert_eq!(k["read_only"], false);
     assert_eq!(k["enabled"], true);
@@ -597,7 +597,9 @@ async fn admin_keys_are_the_actors_and_revoking_one_cuts_it_off() {
         .collect();
     assert_eq!(kinds, ["Created", "Disabled", "Removed"]);
     // All three by the first admin key (the one `admin_call` uses).
-    let (_, listing) = sys.admin_call(Method::GET, "/v1/keys?q=test%20admin", None).await;
+    let (_, listing) = sys
+        .admin_call(Method::GET, "/v1/keys?q=test%20admin", None)
+        .await;
     let first_admin = listing["keys"][0]["id"].clone();
     assert!(first_admin.is_string(), "{listing}");
     for e in history["history"].as_array().unwrap() {

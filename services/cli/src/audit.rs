@@ -43,16 +43,9 @@ struct Source {
     /// Read an exported file instead of NATS: no NATS and no keyledger service needed.
     #[arg(long, value_name = "FILE.jsonl")]
     from: Option<PathBuf>,
-    /// NATS server URL (when not --from).
-    #[arg(
-        long,
-        env = "KEYLEDGER_NATS_URL",
-        default_value = "nats://127.0.0.1:4222"
-    )]
-    nats_url: String,
-    /// JetStream stream name (when not --from).
-    #[arg(long, env = "KEYLEDGER_STREAM", default_value = "KEYLEDGER")]
-    stream: String,
+    /// The stream to read when not --from.
+    #[command(flatten)]
+    connection: crate::Connection,
     /// The public key of the ledger's first signing key (the admin's
     /// `signing.key.pub`). Without it, the first event's signer is trusted and
     /// a warning says so. Or set KEYLEDGER_PUBLIC_KEY to the key itself.
@@ -254,7 +247,7 @@ async fn read(
         }
         return Ok(());
     }
-    let log = EventLog::connect(&source.nats_url, &source.stream).await?;
+    let log = EventLog::connect(&source.connection.nats_url, &source.connection.stream).await?;
     log.for_each_message(since, None, |m| {
         progress.tick(m.seq);
         match visit(Message {

@@ -70,18 +70,25 @@ enum Cmd {
     Dev(dev::DevArgs),
 }
 
+/// Where the stream is.
 #[derive(Args, Clone)]
-struct Common {
+pub(crate) struct Connection {
     /// NATS server URL.
     #[arg(
         long,
         env = "KEYLEDGER_NATS_URL",
         default_value = "nats://127.0.0.1:4222"
     )]
-    nats_url: String,
+    pub(crate) nats_url: String,
     /// JetStream stream name.
     #[arg(long, env = "KEYLEDGER_STREAM", default_value = "KEYLEDGER")]
-    stream: String,
+    pub(crate) stream: String,
+}
+
+#[derive(Args, Clone)]
+struct Common {
+    #[command(flatten)]
+    connection: Connection,
     /// Stream sequences of messages you have inspected and judged to be garbage
     /// (comma-separated). They are passed over instead of making keys fail closed.
     #[arg(
@@ -273,7 +280,11 @@ async fn admin(args: AdminArgs) -> anyhow::Result<()> {
         .transpose()?;
     let trust =
         public_key(args.common.public_key.as_ref())?.unwrap_or_else(|| signing.public_key());
-    let log = EventLog::connect(&args.common.nats_url, &args.common.stream).await?;
+    let log = EventLog::connect(
+        &args.common.connection.nats_url,
+        &args.common.connection.stream,
+    )
+    .await?;
     let admin = keyledger_admin::Admin::start(
         log,
         AdminConfig {
@@ -289,7 +300,7 @@ async fn admin(args: AdminArgs) -> anyhow::Result<()> {
     .await
     .context("cannot set up the stream")?;
     let listener = serve::bind(args.listen).await?;
-    tracing::info!(addr = %listener.local_addr()?, stream = %args.common.stream, "admin listening");
+    tracing::info!(addr = %listener.local_addr()?, stream = %args.common.connection.stream, "admin listening");
     serve::serve(listener, admin.router(), serve::shutdown_signal()).await
 }
 
@@ -298,9 +309,13 @@ async fn node(args: NodeArgs) -> anyhow::Result<()> {
         "no public key to verify events with: pass --public-key FILE (the admin's signing key's .pub) \
          or set KEYLEDGER_PUBLIC_KEY",
     )?;
-    let log = EventLog::connect(&args.common.nats_url, &args.common.stream).await?;
+    let log = EventLog::connect(
+        &args.common.connection.nats_url,
+        &args.common.connection.stream,
+    )
+    .await?;
     let node = keyledger_node::Node::start(log, args.common.feed_options(trust));
     let listener = serve::bind(args.listen).await?;
-    tracing::info!(addr = %listener.local_addr()?, stream = %args.common.stream, "node listening");
+    tracing::info!(addr = %listener.local_addr()?, stream = %args.common.connection.stream, "node listening");
     serve::serve(listener, node.router(), serve::shutdown_signal()).await
 }

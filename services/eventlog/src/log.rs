@@ -289,33 +289,12 @@ impl EventLog {
         mut visit: impl FnMut(StoredMessage) -> bool,
     ) -> Result<(), EventLogError> {
         use futures::StreamExt as _;
-        use jetstream::consumer::{DeliverPolicy, push::OrderedConfig};
         let head = self.head().await?;
         if head < start.max(1) {
             return Ok(());
         }
-        let s = self.stream().await?;
-        let deliver_policy = if start <= 1 {
-            DeliverPolicy::All
-        } else {
-            DeliverPolicy::ByStartSequence {
-                start_sequence: start,
-            }
-        };
         let filter_subject = key.map_or_else(|| self.subjects(), |k| self.subject(k));
-        let consumer = s
-            .create_consumer(OrderedConfig {
-                deliver_subject: self.client.new_inbox(),
-                filter_subject,
-                deliver_policy,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| EventLogError::JetStream(e.to_string()))?;
-        let mut messages = consumer
-            .messages()
-            .await
-            .map_err(|e| EventLogError::JetStream(e.to_string()))?;
+        let mut messages = self.ordered(start, filter_subject).await?;
         loop {
             // A filtered consumer delivers nothing at all when the key has no
             // message: do not wait for one forever.
@@ -434,6 +413,15 @@ impl EventLog {
         &self,
         start_seq: u64,
     ) -> Result<jetstream::consumer::push::Ordered, EventLogError> {
+        self.ordered(start_seq, self.subjects()).await
+    }
+
+    /// An ordered push consumer over `filter_subject` from `start_seq` on.
+    async fn ordered(
+        &self,
+        start_seq: u64,
+        filter_subject: String,
+    ) -> Result<jetstream::consumer::push::Ordered, EventLogError> {
         use jetstream::consumer::{DeliverPolicy, push::OrderedConfig};
         let s = self.stream().await?;
         let deliver_policy = if start_seq <= 1 {
@@ -446,7 +434,7 @@ impl EventLog {
         let consumer = s
             .create_consumer(OrderedConfig {
                 deliver_subject: self.client.new_inbox(),
-                filter_subject: self.subjects(),
+                filter_subject,
                 deliver_policy,
                 ..Default::default()
             })
