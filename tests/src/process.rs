@@ -90,7 +90,13 @@ impl Process {
 }
 
 impl Drop for Process {
+    /// A test that fails midway still stops its process, gently first, so
+    /// that `keyledger dev` can stop the nats-server it started (which runs in
+    /// its own process group and would outlive a SIGKILL).
     fn drop(&mut self) {
+        if self.child.is_some() && self.terminate().is_ok() {
+            return;
+        }
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
