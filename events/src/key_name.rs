@@ -64,16 +64,22 @@ impl KeyName {
     }
 }
 
-/// Bidirectional controls and zero-width characters that are not needed to
-/// write any language (the joiners U+200C and U+200D stay allowed: emoji and
-/// several scripts need them).
+/// Bidirectional controls, zero-width and blank-looking characters that are
+/// not needed to write any language: the soft hyphen, the combining grapheme
+/// joiner, the Mongolian vowel separator, line and paragraph separators, the
+/// Hangul fillers, the Braille blank, tag characters and invisible musical
+/// formatting. The joiners U+200C and U+200D and variation selectors stay
+/// allowed: emoji and several scripts need them.
 fn is_invisible(c: char) -> bool {
     matches!(c,
-        '\u{061C}' | '\u{200B}' | '\u{200E}' | '\u{200F}'
-        | '\u{202A}'..='\u{202E}'
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{180E}'
+        | '\u{200B}' | '\u{200E}' | '\u{200F}'
+        | '\u{2028}'..='\u{202E}'
         | '\u{2060}'..='\u{2064}'
-        | '\u{2066}'..='\u{2069}'
-        | '\u{FEFF}')
+        | '\u{2066}'..='\u{206F}'
+        | '\u{2800}' | '\u{3164}' | '\u{FEFF}' | '\u{FFA0}'
+        | '\u{1D173}'..='\u{1D17A}'
+        | '\u{E0000}'..='\u{E007F}')
 }
 
 impl fmt::Display for KeyName {
@@ -131,6 +137,12 @@ mod tests {
             "a\u{200B}b",
             "\u{2066}x\u{2069}",
             "a\u{FEFF}",
+            "soft\u{00AD}hyphen",
+            "\u{3164}",
+            "tag\u{E0041}\u{E007F}",
+            "line\u{2028}sep",
+            "\u{2800}",
+            "a\u{1D173}",
         ] {
             assert_eq!(
                 KeyName::parse(bad),

@@ -43,6 +43,53 @@ pub struct KeyView {
     pub untrusted: Option<String>,
 }
 
+impl KeyView {
+    /// The view after `commit`, stored at stream sequence `seq`, given the
+    /// view before it (`None` before a `Created`). `None` once removed. This is
+    /// what the writer of a commit answers with, whatever was written after it.
+    pub fn after(before: Option<KeyView>, seq: u64, commit: &Commit) -> Option<KeyView> {
+        let mut view = before;
+        for event in commit.events() {
+            match &event.change {
+                Change::Created {
+                    name,
+                    prefix,
+                    read_only,
+                    admin,
+                    ..
+                } => {
+                    view = Some(KeyView {
+                        id: commit.key_id(),
+                        name: name.clone(),
+                        prefix: prefix.clone(),
+                        read_only: *read_only,
+                        enabled: true,
+                        admin: *admin,
+                        created_at: event.at,
+                        updated_at: event.at,
+                        version: seq,
+                        untrusted: None,
+                    });
+                }
+                Change::Removed => return None,
+                change => {
+                    let v = view.as_mut()?;
+                    match change {
+                        Change::Renamed { name } => v.name = name.clone(),
+                        Change::ScopeChanged { read_only } => v.read_only = *read_only,
+                        Change::Disabled => v.enabled = false,
+                        Change::Enabled => v.enabled = true,
+                        Change::Created { .. } | Change::Removed => {}
+                    }
+                    v.updated_at = event.at;
+                    v.version = seq;
+                }
+            }
+        }
+        view
+    }
+}
+
 /// A key that failed closed, for status reports.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct PoisonedKey {
@@ -236,7 +283,6 @@ impl Inner {
     fn apply(&mut self, seq: u64, commit: &Commit) {
         let id = commit.key_id();
         let mut state = self.state(&id);
-        let mut view = self.live.get(&id).map(|r| r.view.clone());
         let mut hash = self.live.get(&id).map(|r| r.hash);
         for event in commit.events() {
             let is_create = matches!(event.change, Change::Created { .. });
@@ -252,40 +298,15 @@ impl Inner {
                 );
                 return self.poison(seq, id, &reason);
             }
-            if let Change::Created {
-                name,
-                prefix,
-                read_only,
-                hash: created,
-                admin,
-            } = &event.change
-            {
+            if let Change::Created { hash: created, .. } = &event.change {
                 if self.hashes.contains_key(created) {
                     return self.poison(seq, id, "Created with the hash of another key");
                 }
                 hash = Some(*created);
-                view = Some(KeyView {
-                    id,
-                    name: name.clone(),
-                    prefix: prefix.clone(),
-                    read_only: *read_only,
-                    enabled: true,
-                    admin: *admin,
-                    created_at: event.at,
-                    updated_at: event.at,
-                    version: seq,
-                    untrusted: None,
-                });
             }
             state = evolve(state, &event.change);
-            if let (KeyState::Live(live), Some(v)) = (&state, view.as_mut()) {
-                v.name = live.name.clone();
-                v.read_only = live.read_only;
-                v.enabled = live.enabled;
-                v.updated_at = event.at;
-                v.version = seq;
-            }
         }
+        let view = KeyView::after(self.live.get(&id).map(|r| r.view.clone()), seq, commit);
         match (state, view) {
             (KeyState::Live(_), Some(mut view)) => {
                 let Some(hash) = hash else { return };

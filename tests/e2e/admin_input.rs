@@ -454,13 +454,18 @@ async fn raw_exchange(
 async fn slow_or_lying_clients_cannot_hold_connections() {
     let sys = System::with_nodes(1).await.unwrap();
     let limit = std::time::Duration::from_secs(8);
-    // Half a header, then silence: closed after the header read timeout (1 s in tests).
+    // Half a header, then silence, or nothing at all (not even an HTTP/2
+    // preface): closed after the header read timeout (1 s in tests).
     for url in [&sys.admin.url, &sys.nodes[0].url] {
         let (_, took) = raw_exchange(url, b"GET /healthz HTTP/1.1\r\nHost: x\r\n", limit).await;
         assert!(
             took < limit,
             "{url}: a half-sent header held the connection"
         );
+        let (_, took) = raw_exchange(url, b"", limit).await;
+        assert!(took < limit, "{url}: a silent connection was held");
+        let (_, took) = raw_exchange(url, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", limit).await;
+        assert!(took < limit, "{url}: an HTTP/2 preface held the connection");
     }
     // A body announced as huge is refused at once, not waited for.
     let request = format!(
@@ -481,4 +486,52 @@ async fn slow_or_lying_clients_cannot_hold_connections() {
         answer.starts_with("HTTP/1.1 408"),
         "{answer} after {took:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_pasted_into_the_wrong_place_are_never_echoed_or_stored() {
+    let sys = System::with_nodes(0).await.unwrap();
+    let key = sys.create_key("victim", true).await;
+    let post = |request_id: &str, body: Value| {
+        sys.http
+            .post(format!("{}/v1/keys", sys.admin.url))
+            .bearer_auth(&sys.token)
+            .header("x-request-id", request_id)
+            .json(&body)
+            .send()
+    };
+    // A key or the bootstrap token as the request id: replaced, not recorded.
+    for secret in [key.key.as_str(), sys.bootstrap.as_str(), sys.token.as_str()] {
+        let r = post(secret, json!({ "name": "fine" })).await.unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+        assert_ne!(r.headers()["x-request-id"], secret);
+    }
+    // A key as a name, as an unknown field, as a bad value: refused, not echoed.
+    for body in [
+        json!({ "name": format!("prod {}", key.key) }),
+        json!({ "name": "x", key.key.clone(): true }),
+        json!({ "name": "x", "read_only": key.key }),
+    ] {
+        let r = post("plain-id", body.clone()).await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        let text = r.text().await.unwrap();
+        assert!(!text.contains(&key.key), "{text}");
+        assert!(!text.contains(&key.key[8..]), "{text}");
+    }
+    let r = sys
+        .http
+        .get(format!("{}/v1/keys?{}=1", sys.admin.url, key.key))
+        .bearer_auth(&sys.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let text = r.text().await.unwrap();
+    assert!(!text.contains(&key.key), "{text}");
+    for (_, _, payload) in sys.stream_messages().await {
+        let text = String::from_utf8_lossy(&payload);
+        for secret in [&key.key, &sys.bootstrap, &sys.token] {
+            assert!(!text.contains(secret.as_str()), "a secret was stored");
+        }
+    }
 }

@@ -36,18 +36,24 @@ async fn twenty_conflicting_updates_lose_nothing_and_every_view_equals_the_fold(
                 .await
                 .unwrap();
             let status = r.status();
-            (status, r.json::<Value>().await.unwrap())
+            (status, r.json::<Value>().await.unwrap(), body)
         }));
     }
     let mut won = Vec::new();
     for call in calls {
-        let (status, body) = call.await.unwrap();
+        let (status, answer, asked) = call.await.unwrap();
         assert!(
             status == StatusCode::OK || status == StatusCode::CONFLICT,
-            "{status} {body}"
+            "{status} {answer}"
         );
         if status == StatusCode::OK {
-            won.push(body["seq"].as_u64().unwrap());
+            won.push(answer["seq"].as_u64().unwrap());
+            // The answer is the key as this update left it, not as a later
+            // writer did.
+            assert_eq!(answer["version"], answer["seq"], "{answer}");
+            for field in ["name", "read_only", "enabled"] {
+                assert_eq!(answer[field], asked[field], "{field}: {answer} for {asked}");
+            }
         }
     }
     assert!(!won.is_empty());

@@ -230,6 +230,38 @@ async fn a_replaced_stream_seals_every_node_and_admin() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_stream_seals_every_node_and_admin() {
+    let sys = System::with_nodes(1).await.unwrap();
+    let key = sys.create_key("before", false).await;
+    sys.wait_applied(key.seq).await;
+    // Someone deletes the stream, and nobody makes it again: the revocations
+    // are gone, so the node must not go on serving what it remembers.
+    let client = async_nats::connect(sys.nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    js.delete_stream("KEYLEDGER").await.unwrap();
+    let sealed = eventually(Duration::from_secs(10), || async {
+        status(&sys, 0).await["sealed"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("deleted"))
+    })
+    .await;
+    assert!(sealed, "{}", status(&sys, 0).await);
+    assert_eq!(
+        sys.verify(0, &key.key, "GET").await,
+        StatusCode::UNAUTHORIZED
+    );
+    let admin_unready = eventually(Duration::from_secs(10), || async {
+        sys.http
+            .get(format!("{}/readyz", sys.admin.url))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == StatusCode::SERVICE_UNAVAILABLE)
+    })
+    .await;
+    assert!(admin_unready);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_events_published_straight_to_nats_never_grant_access() {
     let sys = System::start().await.unwrap();
     let disabled = sys.create_key("disabled", false).await;

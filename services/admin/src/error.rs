@@ -58,8 +58,14 @@ pub enum ApiError {
     #[error("this key's history holds an event this service cannot trust; it is frozen: {0}")]
     KeyStateUnknown(String),
     /// 503: the event log cannot be reached, or the service is still replaying.
+    /// Nothing was changed.
     #[error("{0}")]
     Unavailable(String),
+    /// 503: the change was sent but not confirmed: it may have landed.
+    #[error(
+        "the event log did not confirm the change; it may still land: check the key before retrying"
+    )]
+    NotConfirmed,
     /// 500: a bug; details are in the log.
     #[error("internal error")]
     Internal,
@@ -83,6 +89,7 @@ impl ApiError {
             Self::Conflict => (StatusCode::CONFLICT, "conflict"),
             Self::KeyStateUnknown(_) => (StatusCode::CONFLICT, "key_state_unknown"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::NotConfirmed => (StatusCode::SERVICE_UNAVAILABLE, "not_confirmed"),
             Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -148,6 +155,7 @@ mod tests {
             ApiError::Conflict,
             ApiError::KeyStateUnknown("r".into()),
             ApiError::Unavailable("r".into()),
+            ApiError::NotConfirmed,
             ApiError::Internal,
         ];
         for e in all {

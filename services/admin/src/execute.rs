@@ -7,7 +7,7 @@ use keyledger_eventlog::{AppendError, lock_chain};
 use keyledger_events::{
     Chain, Command, Commit, Event, EventId, KeyError, KeyId, Signed, SigningKey, decide,
 };
-use keyledger_projections::Projection;
+use keyledger_projections::{KeyView, Projection};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -23,6 +23,9 @@ pub(crate) struct Appended {
     /// Stream sequence of the commit, or of the key's last commit when the
     /// command changed nothing.
     pub(crate) seq: u64,
+    /// The key as this command left it (`None` once removed), whatever other
+    /// writers did after.
+    pub(crate) view: Option<KeyView>,
 }
 
 /// Runs `make` (which builds the command from the current catalogue, e.g. to
@@ -49,13 +52,14 @@ pub(crate) async fn execute(
             let chain = lock_chain(&state.chain);
             decide_and_sign(state, &chain, key_id, ctx, &mut make)?
         };
-        let (position, commit, signed) = match decided {
+        let (position, before, commit, signed) = match decided {
             Decided::Sign {
                 position,
+                before,
                 commit,
                 signed,
-            } => (position, commit, signed),
-            Decided::Nothing { seq } => return Ok(Appended { seq }),
+            } => (position, before, commit, signed),
+            Decided::Nothing { seq, view } => return Ok(Appended { seq, view }),
             // "No such key" may only mean that this view is behind: another
             // admin may have just created it. Never answer 404 on a stale view.
             Decided::NotFound if !caught_up => {
@@ -94,18 +98,24 @@ pub(crate) async fn execute(
                     .map(|e| e.change.type_name())
                     .collect();
                 tracing::info!(%key_id, seq, events = ?kinds, actor = %ctx.actor.label(), "appended");
-                return Ok(Appended { seq });
+                return Ok(Appended {
+                    seq,
+                    view: KeyView::after(before, seq, &commit),
+                });
             }
             Err(AppendError::Conflict { expected }) => {
                 tracing::info!(%key_id, expected, attempt, "lost the race for the stream; deciding again");
                 catch_up(state).await?;
             }
+            Err(AppendError::NotSent(reason)) => {
+                tracing::error!(%key_id, %reason, "append not sent");
+                return Err(ApiError::Unavailable(
+                    "the event log is unreachable; nothing was changed".into(),
+                ));
+            }
             Err(AppendError::Unavailable(reason)) => {
                 tracing::error!(%key_id, %reason, "append not confirmed");
-                return Err(ApiError::Unavailable(
-                    "the event log did not confirm the change; check the key before retrying"
-                        .into(),
-                ));
+                return Err(ApiError::NotConfirmed);
             }
             Err(AppendError::Refused(reason)) => {
                 tracing::error!(%key_id, %reason, "append refused");
@@ -121,11 +131,13 @@ pub(crate) async fn execute(
 enum Decided {
     Sign {
         position: u64,
+        before: Option<KeyView>,
         commit: Commit,
         signed: Signed,
     },
     Nothing {
         seq: u64,
+        view: Option<KeyView>,
     },
     NotFound,
 }
@@ -148,9 +160,10 @@ fn decide_and_sign(
         Err(KeyError::NotFound) => return Ok(Decided::NotFound),
         Err(KeyError::AlreadyExists) => return Err(ApiError::Conflict),
     };
+    let before = state.catalogue.get(&key_id);
     if changes.is_empty() {
-        let seq = state.catalogue.get(&key_id).map_or(position, |v| v.version);
-        return Ok(Decided::Nothing { seq });
+        let seq = before.as_ref().map_or(position, |v| v.version);
+        return Ok(Decided::Nothing { seq, view: before });
     }
     let at = now();
     let events = changes
@@ -176,6 +189,7 @@ fn decide_and_sign(
     })?;
     Ok(Decided::Sign {
         position,
+        before,
         commit,
         signed,
     })
@@ -228,6 +242,9 @@ pub(crate) async fn catch_up(state: &AppState) -> Result<(), ApiError> {
             position = state.catalogue.position(),
             "catalogue did not catch up in time"
         );
+        return Err(ApiError::Unavailable(
+            "this service's view is behind the event stream; retry shortly".into(),
+        ));
     }
     Ok(())
 }

@@ -56,7 +56,7 @@ pub(crate) fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                 "invalid_json",
                 format!("request body is not valid JSON: {e}"),
             ),
-            Category::Data => ApiError::unprocessable("invalid_body", e.to_string()),
+            Category::Data => ApiError::unprocessable("invalid_body", without_echo(&e.to_string())),
         }
     })
 }
@@ -71,6 +71,83 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T>
         Query::<T>::from_request_parts(parts, state)
             .await
             .map(|Query(q)| QueryParams(q))
-            .map_err(|e: QueryRejection| ApiError::bad_request("invalid_query", e.body_text()))
+            .map_err(|e: QueryRejection| {
+                // "Failed to deserialize query string: <name>: <problem>":
+                // the name is whatever the client sent, so it goes.
+                let text = e.body_text();
+                let problem = text
+                    .strip_prefix("Failed to deserialize query string: ")
+                    .map_or(text.as_str(), |rest| match rest.split_once(": ") {
+                        Some((name, problem)) if !name.contains(' ') => problem,
+                        _ => rest,
+                    });
+                ApiError::bad_request(
+                    "invalid_query",
+                    format!("bad query string: {}", without_echo(problem)),
+                )
+            })
+    }
+}
+
+/// A parser's message without what the client sent: serde quotes unknown
+/// field names and bad string values, and a client may have pasted a key or
+/// a token there. Field names it expected (in backticks after "expected")
+/// stay, so the message still says what would be right.
+pub(crate) fn without_echo(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    loop {
+        let next = rest.find(['`', '"']);
+        let Some(open) = next else {
+            out.push_str(rest);
+            return out;
+        };
+        let quote = rest[open..].chars().next().unwrap_or('"');
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let Some(close) = after.find(quote) else {
+            out.push('…');
+            return out;
+        };
+        let quoted = &after[..close];
+        let expected_name = quote == '`'
+            && (out.contains("expected") || out.ends_with("missing field "))
+            && quoted.len() <= 32
+            && quoted.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+        if expected_name {
+            out.push('`');
+            out.push_str(quoted);
+            out.push('`');
+        } else {
+            out.push_str(if quote == '`' { "`…`" } else { "\"…\"" });
+        }
+        rest = &after[close + 1..];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_echo;
+
+    #[test]
+    fn messages_keep_expected_names_and_drop_what_was_sent() {
+        let key = "Ab3dE5fGhIjKlMnOpQrStUvWxYz0123456789AbC";
+        assert_eq!(
+            without_echo(&format!(
+                "unknown field `{key}`, expected one of `name`, `read_only`"
+            )),
+            "unknown field `…`, expected one of `name`, `read_only`"
+        );
+        assert_eq!(
+            without_echo(&format!(
+                "invalid type: string \"{key}\", expected a boolean at line 1 column 60"
+            )),
+            "invalid type: string \"…\", expected a boolean at line 1 column 60"
+        );
+        assert_eq!(
+            without_echo("unknown field `secret_token_abc`, expected `q`"),
+            "unknown field `…`, expected `q`"
+        );
+        assert_eq!(without_echo("missing field `name`"), "missing field `name`");
     }
 }

@@ -76,6 +76,17 @@ struct Listing {
 }
 
 fn name(raw: &str) -> Result<KeyName, ApiError> {
+    // Names are shown to every admin and kept in the stream for good: a key
+    // pasted into the name field must not end up there.
+    if raw
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .any(|word| ApiKey::parse(word).is_ok())
+    {
+        return Err(ApiError::unprocessable(
+            "invalid_name",
+            "a name must not contain an API key",
+        ));
+    }
     KeyName::parse(raw).map_err(|e| ApiError::unprocessable("invalid_name", e.to_string()))
 }
 
@@ -146,8 +157,10 @@ pub(crate) async fn create(
         Ok(command)
     })
     .await?;
-    let view = state.catalogue.get(&id).ok_or(ApiError::Internal)?;
-    let key = secret.ok_or(ApiError::Internal)?;
+    let (Some(view), Some(key)) = (appended.view, secret) else {
+        tracing::error!(key_id = %id, "a create appended no view or no key");
+        return Err(ApiError::Internal);
+    };
     tracing::info!(key_id = %id, prefix = %view.prefix, admin, "key created");
     let body = Created {
         view,
@@ -200,10 +213,9 @@ pub(crate) async fn get(
     if let Some(view) = state.catalogue.get(&id) {
         return Ok(Json(view));
     }
-    // Not here: perhaps only not yet. Catch up with the stream before saying 404.
-    if let Err(e) = catch_up(&state).await {
-        tracing::warn!(error = %e, "cannot confirm a 404 against the stream head");
-    }
+    // Not here: perhaps only not yet. Catch up with the stream before saying
+    // 404; when the stream cannot be asked, say so instead.
+    catch_up(&state).await?;
     state
         .catalogue
         .get(&id)
@@ -230,10 +242,7 @@ pub(crate) async fn update(
         enabled: body.enabled,
     };
     let appended = execute(&state, id, &ctx, |_| Ok(command.clone())).await?;
-    let view = state
-        .catalogue
-        .get(&id)
-        .ok_or(ApiError::KeyNotFound(Some(id)))?;
+    let view = appended.view.ok_or(ApiError::KeyNotFound(Some(id)))?;
     Ok(Json(Changed {
         view,
         seq: appended.seq,

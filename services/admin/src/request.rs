@@ -8,7 +8,7 @@ use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use keyledger_events::{Actor, KeyHash, Origin, RequestId};
+use keyledger_events::{Actor, ApiKey, KeyHash, Origin, RequestId};
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -37,11 +37,20 @@ fn fresh_request_id() -> RequestId {
 
 /// Takes the caller's `X-Request-Id` when it is well-formed, else makes one;
 /// echoes it back; and runs the request inside a span that carries it.
-pub(crate) async fn request_id(mut req: Request, next: Next) -> Response {
+///
+/// A request id is logged and stored for good in the events, so one that is
+/// an API key or the bootstrap token (pasted into the wrong header) is
+/// replaced, never recorded.
+pub(crate) async fn request_id(
+    State(state): State<Arc<AppState>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let id = req
         .headers()
         .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())
+        .filter(|v| ApiKey::parse(v).is_err() && !state.token.matches(v))
         .and_then(|v| v.parse::<RequestId>().ok())
         .unwrap_or_else(fresh_request_id);
     req.extensions_mut().insert(id.clone());
@@ -79,6 +88,12 @@ pub(crate) async fn authenticate(
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim());
+    // Until the replay is done, neither the keys nor the admin keys that
+    // authenticate are known: answer nothing rather than a wrong 401 or 404.
+    if !state.feed.borrow().caught_up {
+        return ApiError::Unavailable("still replaying the event stream; retry shortly".into())
+            .into_response();
+    }
     let Some(presented) = presented else {
         tracing::warn!("admin request without a credential");
         return ApiError::Unauthorized.into_response();

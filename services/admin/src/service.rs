@@ -114,7 +114,10 @@ impl Admin {
             .fallback(|| async { ApiError::RouteNotFound })
             .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
             .layer(DefaultBodyLimit::max(BODY_LIMIT))
-            .layer(middleware::from_fn(request::request_id))
+            .layer(middleware::from_fn_with_state(
+                self.state.clone(),
+                request::request_id,
+            ))
             .with_state(self.state.clone())
     }
 }

@@ -157,6 +157,29 @@ fn check_identity<P: Projection + ?Sized>(
     }
 }
 
+/// Asks for the stream's identity and seals the projection if it is not the
+/// stream it has been following, or if that stream was deleted.
+async fn check_stream<P: Projection + ?Sized>(
+    log: &EventLog,
+    projection: &P,
+    seen: &mut Option<OffsetDateTime>,
+) -> Result<crate::StreamIdentity, EventLogError> {
+    let position = projection.position();
+    match log.identity().await {
+        Ok(identity) => {
+            check_identity(projection, seen, position, identity.created, identity.head);
+            Ok(identity)
+        }
+        Err(EventLogError::NoStream(name)) if seen.is_some() => {
+            let reason = format!("the stream {name} was deleted; restart against a trusted stream");
+            tracing::error!(%reason, "every key now fails closed");
+            projection.seal(&reason);
+            Err(EventLogError::NoStream(name))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 async fn follow_once<P>(
     log: &EventLog,
     projection: &P,
@@ -168,10 +191,7 @@ async fn follow_once<P>(
 where
     P: Projection + ?Sized,
 {
-    let position = projection.position();
-    let identity = log.identity().await?;
-    check_identity(projection, seen, position, identity.created, identity.head);
-    let head = identity.head;
+    let head = check_stream(log, projection, seen).await?.head;
     let start = projection.position() + 1;
     progress.send_modify(|s| {
         if !s.caught_up {
@@ -197,10 +217,9 @@ where
         let item = tokio::select! {
             item = messages.next() => item,
             _ = identity_check.tick() => {
-                let position = projection.position();
-                if let Ok(now) = log.identity().await {
-                    check_identity(projection, seen, position, now.created, now.head);
-                }
+                // A stream that vanished is reported by check_stream (it
+                // seals); a NATS outage shows up on the subscription.
+                let _ = check_stream(log, projection, seen).await;
                 continue;
             }
         };

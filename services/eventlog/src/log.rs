@@ -47,6 +47,9 @@ pub enum AppendError {
         /// The sequence the append expected to follow.
         expected: u64,
     },
+    /// Nothing was sent (not connected): the append certainly did not land.
+    #[error("append not sent: {0}")]
+    NotSent(String),
     /// The append may or may not have landed and could not be confirmed.
     #[error("append not confirmed: {0}")]
     Unavailable(String),
@@ -348,7 +351,7 @@ impl EventLog {
     ) -> Result<u64, AppendError> {
         if !self.is_connected() {
             // Nothing was sent, so nothing can have landed: fail fast and unambiguously.
-            return Err(AppendError::Unavailable(format!(
+            return Err(AppendError::NotSent(format!(
                 "not connected to NATS at {}",
                 self.url
             )));

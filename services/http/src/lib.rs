@@ -16,8 +16,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::http::StatusCode;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
@@ -98,24 +97,25 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let mut builder = auto::Builder::new(TokioExecutor::new());
+        // HTTP/1.1 only: forward auth and the admin API need nothing more,
+        // and HTTP/2's version sniffing would wait for a first byte with no
+        // timeout at all. The header read timeout runs from the moment the
+        // connection opens, so a client that sends nothing is closed too.
+        let mut builder = hyper::server::conn::http1::Builder::new();
         builder
-            .http1()
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout);
-        let connection = builder
-            .serve_connection_with_upgrades(
-                TokioIo::new(stream),
-                TowerToHyperService::new(router.clone().map_request(
-                    move |mut req: axum::extract::Request<hyper::body::Incoming>| {
-                        // Handlers read the peer as axum's ConnectInfo.
-                        req.extensions_mut()
-                            .insert(axum::extract::ConnectInfo(peer));
-                        req
-                    },
-                )),
-            )
-            .into_owned();
+        let connection = builder.serve_connection(
+            TokioIo::new(stream),
+            TowerToHyperService::new(router.clone().map_request(
+                move |mut req: axum::extract::Request<hyper::body::Incoming>| {
+                    // Handlers read the peer as axum's ConnectInfo.
+                    req.extensions_mut()
+                        .insert(axum::extract::ConnectInfo(peer));
+                    req
+                },
+            )),
+        );
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(e) = connection.await {
