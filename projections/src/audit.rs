@@ -168,6 +168,7 @@ pub struct Audit {
     seen_at: BTreeMap<u64, EventHash>,
     watch: Option<u64>,
     stopped: bool,
+    replayed_to: u64,
 }
 
 /// A summary of a walk, as `verify` prints it.
@@ -200,6 +201,7 @@ impl Audit {
             seen_at: BTreeMap::new(),
             watch: None,
             stopped: false,
+            replayed_to: 0,
         }
     }
 
@@ -244,6 +246,9 @@ impl Audit {
         self.last_seq = record.seq;
         if !self.stopped && !self.cut.includes(record) {
             self.stopped = true;
+        }
+        if !self.stopped {
+            self.replayed_to = record.seq;
         }
         let subject_key = record
             .subject
@@ -415,6 +420,16 @@ impl Audit {
                 problem: format!("message {seq} is not a trusted message any more"),
             }),
         }
+    }
+
+    /// The last sequence the fold took in (the point the state is "as of").
+    pub fn replayed_to(&self) -> u64 {
+        self.replayed_to
+    }
+
+    /// The last sequence fed.
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
     }
 
     /// Every key as it stood at the cut, in key id order.

@@ -534,3 +534,49 @@ async fn a_node_answers_nothing_until_its_replay_is_done() {
         "a key of another stream"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_answers_503_not_404_until_its_replay_is_done() {
+    use tower::ServiceExt as _;
+    let sys = System::with_nodes(0).await.unwrap();
+    let mut last = None;
+    for i in 0..200 {
+        last = Some(sys.create_key(&format!("k{i}"), true).await);
+    }
+    let last = last.unwrap();
+    // A second admin process on the same stream, asked before it caught up.
+    let log = keyledger_eventlog::EventLog::connect(&sys.nats.url(), &sys.stream)
+        .await
+        .unwrap();
+    let admin = keyledger_admin::Admin::start(
+        log,
+        keyledger_admin::AdminConfig {
+            token: keyledger_admin::AdminToken::new(&sys.bootstrap).unwrap(),
+            stream: keyledger_eventlog::StreamOptions::default(),
+            feed: keyledger_eventlog::FeedOptions::new(sys.signing.public_key()),
+            signing: sys.signing.clone(),
+            rotate_to: None,
+        },
+    )
+    .await
+    .unwrap();
+    let get = || {
+        axum::http::Request::get(format!("/v1/keys/{}", last.id))
+            .header("authorization", format!("Bearer {}", sys.token))
+            .body(axum::body::Body::empty())
+            .unwrap()
+    };
+    let early = admin.router().oneshot(get()).await.unwrap();
+    assert!(
+        !admin.feed().borrow().caught_up,
+        "the replay was too quick to test"
+    );
+    assert_eq!(early.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let mut feed = admin.feed();
+    tokio::time::timeout(Duration::from_secs(10), feed.wait_for(|f| f.caught_up))
+        .await
+        .unwrap()
+        .unwrap();
+    let late = admin.router().oneshot(get()).await.unwrap();
+    assert_eq!(late.status(), StatusCode::OK);
+}

@@ -109,8 +109,10 @@ struct StoredLine {
 #[derive(Serialize)]
 struct EventsPage {
     events: Vec<StoredLine>,
-    /// Pass as `since` for the next page; absent on the last page.
-    next_since: Option<u64>,
+    /// Pass as `since` for the next page, or to poll for what comes next.
+    next_since: u64,
+    /// Whether the stream held more than this page when it was read.
+    more: bool,
 }
 
 fn number(raw: Option<&str>, name: &str, default: u64, max: u64) -> Result<u64, ApiError> {
@@ -157,9 +159,11 @@ pub(crate) async fn events(
         })
         .await
         .map_err(|e| unavailable(&e))?;
-    let next_since = events
-        .last()
-        .map(|e| e.seq + 1)
-        .filter(|next| *next <= head);
-    Ok(Json(EventsPage { events, next_since }))
+    let next_since = events.last().map_or(since, |e| e.seq + 1);
+    let more = next_since <= head;
+    Ok(Json(EventsPage {
+        events,
+        next_since,
+        more,
+    }))
 }

@@ -49,6 +49,7 @@ struct Source {
     /// The public key of the ledger's first signing key (the admin's
     /// `signing.key.pub`). Without it, the first event's signer is trusted and
     /// a warning says so. Or set KEYLEDGER_PUBLIC_KEY to the key itself.
+    /// (export copies messages as they are and checks nothing.)
     #[arg(long, env = "KEYLEDGER_PUBLIC_KEY_FILE", value_name = "FILE")]
     public_key: Option<PathBuf>,
 }
@@ -100,7 +101,7 @@ struct ReplayArgs {
 struct HistoryArgs {
     #[command(flatten)]
     source: Source,
-    /// The key's id, or its prefix (leading characters).
+    /// The key's id, or its public prefix (or the prefix's leading characters).
     key: String,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
@@ -120,7 +121,7 @@ struct LookupArgs {
 struct WasValidArgs {
     #[command(flatten)]
     source: Source,
-    /// The key's id, or its prefix.
+    /// The key's id, or its public prefix (or the prefix's leading characters).
     key: String,
     /// A stream sequence, or an RFC 3339 time.
     #[arg(long, value_name = "TIME|SEQ")]
@@ -336,8 +337,10 @@ fn parse_cut(at: &str) -> anyhow::Result<Cut> {
     if let Ok(seq) = at.parse::<u64>() {
         return Ok(Cut::Seq(seq));
     }
-    OffsetDateTime::parse(at, &Rfc3339).map(Cut::Time).with_context(|| {
-        format!("--at {at:?} is neither a stream sequence nor an RFC 3339 time like 2026-12-01T10:00:00Z")
+    OffsetDateTime::parse(at, &Rfc3339).map(Cut::Time).map_err(|_| {
+        anyhow::anyhow!(
+            "--at {at:?} is neither a stream sequence nor an RFC 3339 time like 2026-12-01T10:00:00Z"
+        )
     })
 }
 
@@ -416,13 +419,20 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         bail!("the history is empty: nothing to verify");
     };
     let mut summary = audit.summary();
-    if let Some((seq, hash)) = expected {
-        summary.findings.extend(audit.check_head(seq, &hash));
+    let head_check = expected.map(|(seq, hash)| {
+        let problem = audit.check_head(seq, &hash);
+        let matches = problem.is_none();
+        summary.findings.extend(problem);
         summary.findings.sort_by_key(|f| f.seq);
-    }
+        (format!("{seq}:{hash}"), matches)
+    });
     let elapsed = started.elapsed();
     if args.format == Format::Json {
-        print_json(&summary)?;
+        let mut out = serde_json::to_value(&summary)?;
+        if let Some((head, matches)) = &head_check {
+            out["expected_head"] = serde_json::json!({ "head": head, "still_in_history": matches });
+        }
+        print_json(&out)?;
     } else {
         println!(
             "{} messages, {} events verified in {:.2} s ({:.0} messages/s)",
@@ -435,6 +445,9 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             println!("PROBLEM at sequence {}: {}", f.seq, f.problem);
         }
         println!("head {}", summary.head.as_deref().unwrap_or("(none)"));
+        if let Some((head, true)) = &head_check {
+            println!("expected head {head}: still in the history, unchanged");
+        }
     }
     if let Some(first) = summary.findings.first() {
         eprintln!(
@@ -451,7 +464,7 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
 
 fn key_line(k: &KeyAt) -> String {
     format!(
-        "{}  {}  {:<9} {:<8} {:<7} {:<5} {:?}{}",
+        "{}  {:<8}  {:<10} {:<8} {:<7} {:<5} {:?}{}",
         k.id,
         k.prefix.as_str(),
         if k.read_only {
@@ -476,23 +489,38 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let Some(audit) = walk(&args.source, cut, false, None, "replay").await? else {
         bail!("the history is empty");
     };
+    warn_past_end(&audit, cut);
     let keys: Vec<&KeyAt> = audit.keys().collect();
     if args.format == Format::Json {
         print_json(&keys)?;
     } else {
-        println!("id  prefix  scope  state  removed  admin  name");
+        println!(
+            "{:<36}  {:<8}  {:<10} {:<8} {:<7} {:<5} name",
+            "id", "prefix", "scope", "state", "removed", "admin"
+        );
         for k in &keys {
             println!("{}", key_line(k));
         }
         eprintln!(
-            "{} keys after replaying {} messages in {:.2} s",
+            "{} keys as of sequence {} ({} messages read in {:.2} s)",
             keys.len(),
+            audit.replayed_to(),
             audit.summary().messages,
             started.elapsed().as_secs_f64()
         );
     }
     report_untrusted(&audit);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Says so when the point asked about lies past the end of the history.
+fn warn_past_end(audit: &Audit, cut: Cut) {
+    let end = audit.last_seq();
+    if let Cut::Seq(seq) = cut {
+        if seq > end {
+            eprintln!("warning: the history ends at sequence {end}; --at {seq} is past its end");
+        }
+    }
 }
 
 /// Untrusted messages are listed, never dropped.
@@ -522,9 +550,14 @@ fn print_history(key: &KeyAt, entries: &[HistoryEntry], format: Format) -> anyho
         return print_json(&serde_json::json!({ "key": key, "history": entries }));
     }
     println!(
-        "key {} (prefix {}, now {:?})",
+        "key {} (prefix {}, {} {:?})",
         key.id,
         key.prefix.as_str(),
+        if key.removed {
+            "removed; last named"
+        } else {
+            "now"
+        },
         key.name
     );
     for e in entries {
@@ -551,7 +584,12 @@ fn print_history(key: &KeyAt, entries: &[HistoryEntry], format: Format) -> anyho
                     .unwrap_or_default()
             )
         });
-        let stored = e.stored_at.format(&Rfc3339).unwrap_or_default();
+        let stored = e
+            .stored_at
+            .format(time::macros::format_description!(
+                "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
+            ))
+            .unwrap_or_default();
         println!(
             "  #{:<6} {stored}  {:<12} {}  by {who}{from}{}",
             e.seq,
@@ -590,7 +628,11 @@ async fn lookup(args: LookupArgs) -> anyhow::Result<ExitCode> {
         bail!("the history is empty");
     };
     let Some(key) = audit.by_hash(&hash) else {
-        println!("this key was never issued by this ledger");
+        if args.format == Format::Json {
+            print_json(&serde_json::json!({ "found": false }))?;
+        } else {
+            println!("this key was never issued by this ledger");
+        }
         return Ok(ExitCode::from(3));
     };
     print_history(key, audit.history(&key.id), args.format)?;
@@ -607,6 +649,7 @@ async fn was_valid(args: WasValidArgs) -> anyhow::Result<ExitCode> {
     let Some(then) = walk(&args.source, cut, false, None, "replay").await? else {
         bail!("the history is empty");
     };
+    warn_past_end(&then, cut);
     let key = then.find(&id.to_string()).into_iter().next();
     let answer = validity(key, Access::for_method(&args.method));
     println!(
