@@ -9,11 +9,13 @@
 //!     └─ nodes[0..n]  keyledger_node::Node   on 127.0.0.1:0
 //! ```
 
+mod browser;
 mod nats;
 mod process;
 mod stats;
 mod system;
 
+pub use browser::Browser;
 pub use nats::{NatsServer, nats_server_bin};
 pub use process::{Process, free_port};
 pub use stats::Summary;

@@ -1,4 +1,4 @@
-//! keyledger's management API.
+//! keyledger's management API, and the web console it serves at `/`.
 //!
 //! ```text
 //!   HTTP request ─► auth (admin token) ─► parse body into newtypes ─► Command
@@ -13,6 +13,7 @@
 //!
 //! [`Catalogue`]: keyledger_projections::Catalogue
 
+mod console;
 mod error;
 mod execute;
 mod history;

@@ -111,6 +111,7 @@ impl Admin {
                 get(|| async { Json(json!({ "status": "ok" })) }),
             )
             .route("/readyz", get(readyz))
+            .merge(crate::console::routes())
             .fallback(|| async { ApiError::RouteNotFound })
             .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
             .layer(DefaultBodyLimit::max(BODY_LIMIT))
