@@ -326,6 +326,10 @@ fn print_banner(b: &Banner<'_>) {
         b.nats_log.display()
     );
     println!("  admin API:   http://{}", b.admin_addr);
+    println!(
+        "  console:     http://{}/  (log in with the admin key)",
+        b.admin_addr
+    );
     for (i, addr) in b.node_addrs.iter().enumerate() {
         println!("  node {}:      http://{addr}", i + 1);
     }
