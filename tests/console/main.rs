@@ -510,7 +510,7 @@ async fn an_admin_manages_keys_in_the_console_and_the_nodes_enforce_them() {
 }
 
 #[tokio::test]
-async fn the_console_is_served_with_a_strict_content_security_policy() {
+async fn the_console_and_readiness_are_public_and_tell_nothing_of_the_ledger() {
     let system = System::start().await.unwrap();
     for (path, kind) in [
         ("/", "text/html"),
@@ -538,7 +538,8 @@ async fn the_console_is_served_with_a_strict_content_security_policy() {
         assert_eq!(header("x-content-type-options"), "nosniff");
         assert_eq!(header("x-frame-options"), "DENY");
     }
-    // The console is public; the API behind it is not.
+    // The console is public; the API behind it is not, and admin's
+    // readiness (for load balancers) tells nothing of the ledger.
     let response = system
         .http
         .get(format!("{}/v1/keys", system.admin.url))
@@ -546,4 +547,20 @@ async fn the_console_is_served_with_a_strict_content_security_policy() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let ready: Value = system
+        .http
+        .get(format!("{}/readyz", system.admin.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["ready"], json!(true), "{ready}");
+    for private in ["chain", "keys", "poisoned_keys", "stream"] {
+        assert!(
+            ready.get(private).is_none(),
+            "/readyz shows {private}: {ready}"
+        );
+    }
 }

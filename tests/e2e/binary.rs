@@ -260,8 +260,41 @@ async fn dev_runs_everything_and_keeps_its_data_across_restarts() {
             .await
         );
     }
+    // A second dev on the same data dir (other ports) would run a second
+    // nats-server on the same store, and lose one side's acknowledged writes.
+    let (p1, p2, p3) = (free_port(), free_port(), free_port());
+    let mut second = Process::spawn(
+        "dev-second",
+        dir.path(),
+        &[
+            "dev",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--nats-port",
+            &p1.to_string(),
+            "--admin-listen",
+            &format!("127.0.0.1:{p2}"),
+            "--node-listen",
+            &format!("127.0.0.1:{p3}"),
+        ],
+        &envs,
+    )
+    .unwrap();
+    assert!(!second.wait(Duration::from_secs(10)).unwrap().success());
+    assert!(
+        second
+            .output()
+            .contains("is in use by another keyledger dev"),
+        "{}",
+        second.output()
+    );
     assert!(dev.terminate().unwrap().success(), "{}", dev.output());
-    assert!(dev.output().contains("keyledger dev stopped"));
+    let output = dev.output();
+    assert!(output.contains("keyledger dev stopped"));
+    assert!(
+        !output.contains("NATS disconnected"),
+        "stopping is not a lost connection: {output}"
+    );
 
     // Same data dir: same token, and the key is still valid on both nodes.
     let mut dev = Process::spawn("dev2", dir.path(), &args, &envs).unwrap();

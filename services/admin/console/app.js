@@ -1,8 +1,8 @@
 // keyledger console: plain JavaScript against the admin API on this origin.
-// The admin key lives in this tab's sessionStorage (never localStorage, never
-// a URL); a new key's secret lives only in the "New API Key Created" dialog
-// and is dropped when it closes. Every piece of data reaches the page through
-// textContent, never innerHTML.
+// The admin key lives in this tab's sessionStorage (never in persistent
+// storage, never in a URL); a new key's secret lives only in the "New API Key
+// Created" dialog and is dropped when it closes. Every piece of data reaches
+// the page through textContent, never parsed as markup.
 'use strict';
 
 (() => {

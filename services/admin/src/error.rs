@@ -21,7 +21,7 @@ pub enum ApiError {
         message: String,
     },
     /// 404: no such key (`None` when the id was not even a key id; it is not echoed).
-    #[error("no key with id {}", .0.map_or_else(|| "like that".to_owned(), |id| id.to_string()))]
+    #[error("{}", .0.map_or_else(|| "no such key: that is not a key id".to_owned(), |id| format!("no key with id {id}")))]
     KeyNotFound(Option<KeyId>),
     /// 404: no such route.
     #[error("no such route")]

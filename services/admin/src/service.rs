@@ -151,6 +151,16 @@ async fn status(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     Json(status_body(&state))
 }
 
+/// Readiness for load balancers and orchestrators: unauthenticated, so it
+/// says only whether admin can answer, not what the ledger holds.
 async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    keyledger_http::readiness(status_body(&state))
+    let status = status_body(&state);
+    keyledger_http::readiness(json!({
+        "service": "admin",
+        "ready": status["ready"],
+        "applied_seq": status["applied_seq"],
+        "stream_head_at_start": status["stream_head_at_start"],
+        "nats_connected": status["nats_connected"],
+        "sealed": !status["sealed"].is_null(),
+    }))
 }

@@ -347,7 +347,7 @@ fn parse_cut(at: &str) -> anyhow::Result<Cut> {
 fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    serde_json::to_writer_pretty(&mut out, value)?;
+    serde_json::to_writer_pretty(&mut out, value).map_err(std::io::Error::from)?;
     writeln!(out)?;
     Ok(())
 }
@@ -494,13 +494,17 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     if args.format == Format::Json {
         print_json(&keys)?;
     } else {
-        println!(
+        let stdout = std::io::stdout();
+        let mut out = std::io::BufWriter::new(stdout.lock());
+        writeln!(
+            out,
             "{:<36}  {:<8}  {:<10} {:<8} {:<7} {:<5} name",
             "id", "prefix", "scope", "state", "removed", "admin"
-        );
+        )?;
         for k in &keys {
-            println!("{}", key_line(k));
+            writeln!(out, "{}", key_line(k))?;
         }
+        out.flush()?;
         eprintln!(
             "{} keys as of sequence {} ({} messages read in {:.2} s)",
             keys.len(),

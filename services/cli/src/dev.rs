@@ -18,8 +18,9 @@ use crate::serve;
 
 #[derive(Args)]
 pub(crate) struct DevArgs {
-    /// Where nats-server keeps its data and where the dev admin token lives.
-    /// Kept across restarts.
+    /// Where dev keeps everything, across restarts: nats-server's store and
+    /// log, the bootstrap token, the signing key (and its .pub) and the dev
+    /// admin key. One dev at a time per data dir.
     #[arg(long, env = "KEYLEDGER_DATA_DIR", default_value = ".keyledger-dev")]
     data_dir: PathBuf,
     /// Port for the dev nats-server (loopback only).
@@ -64,6 +65,40 @@ fn find_nats_server() -> anyhow::Result<PathBuf> {
         "nats-server not found. Install it with scripts/install-nats-server (it puts a pinned \
          nats-server in .tools/nats-server/bin), or set NATS_SERVER_BIN to its path"
     )
+}
+
+/// Holds the data dir for this process alone until dropped: two nats-servers
+/// on one store would each take writes the other never sees, and one side's
+/// acknowledged changes would be lost.
+fn lock_data_dir(data_dir: &Path) -> anyhow::Result<std::fs::File> {
+    use std::io::{Read, Seek, Write};
+    let path = data_dir.join("lock");
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    if file.try_lock().is_err() {
+        let mut holder = String::new();
+        let _ = file.read_to_string(&mut holder);
+        let holder = holder.trim();
+        let who = if holder.is_empty() {
+            String::new()
+        } else {
+            format!(" (pid {holder})")
+        };
+        bail!(
+            "{} is in use by another keyledger dev{who}: stop it, or give this one its own \
+             --data-dir (with other ports)",
+            data_dir.display()
+        );
+    }
+    file.set_len(0)?;
+    file.rewind()?;
+    writeln!(file, "{}", std::process::id())?;
+    Ok(file)
 }
 
 fn dev_token(data_dir: &Path) -> anyhow::Result<String> {
@@ -220,6 +255,7 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     drop(nats_probe);
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
+    let _lock = lock_data_dir(&args.data_dir)?;
     let token_text = dev_token(&args.data_dir)?;
     let token = AdminToken::new(&token_text).context("the admin token is not usable")?;
     let (signing, public_path) = dev_signing_key(&args.data_dir)?;

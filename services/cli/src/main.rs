@@ -182,6 +182,15 @@ fn main() -> ExitCode {
     });
     match outcome {
         Ok(code) => code,
+        // The reader went away (`keyledger audit replay | head`): nothing to say.
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("keyledger: {e:#}");
             ExitCode::FAILURE

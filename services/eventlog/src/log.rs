@@ -1,5 +1,7 @@
 //! Connecting, ensuring the stream, appending and reading.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, context::PublishErrorKind, message::PublishMessage, stream};
@@ -102,6 +104,8 @@ pub struct EventLog {
     js: jetstream::Context,
     stream: String,
     url: String,
+    /// Set by [`EventLog::close`]: the disconnect that follows is ours.
+    closing: Arc<AtomicBool>,
 }
 
 const MSG_ID: &str = "Nats-Msg-Id";
@@ -118,15 +122,21 @@ impl EventLog {
             return Err(EventLogError::InvalidStreamName(stream.to_owned()));
         }
         let shown = redact_url(url);
+        let closing = Arc::new(AtomicBool::new(false));
         let client = async_nats::ConnectOptions::new()
             .name("keyledger")
             .connection_timeout(Duration::from_secs(5))
             .event_callback({
                 let shown = shown.clone();
+                let closing = closing.clone();
                 move |event| {
                     let shown = shown.clone();
+                    let closing = closing.load(Ordering::Relaxed);
                     async move {
                         match event {
+                            async_nats::Event::Disconnected if closing => {
+                                tracing::debug!(url = %shown, "NATS connection closed");
+                            }
                             async_nats::Event::Connected => {
                                 tracing::info!(url = %shown, "NATS connected");
                             }
@@ -154,12 +164,14 @@ impl EventLog {
             js,
             stream: stream.to_owned(),
             url: shown,
+            closing,
         })
     }
 
     /// Flushes and closes the connection (all clones share it), so that
     /// shutting down is not reported as a lost connection.
     pub async fn close(&self) {
+        self.closing.store(true, Ordering::Relaxed);
         if let Err(e) = self.client.drain().await {
             tracing::debug!(error = %e, "closing the NATS connection");
         }
