@@ -259,10 +259,10 @@ impl Audit {
             Ok(verified) => {
                 let links = verified.links;
                 self.last_trusted = links.last().map(|l| (record.seq, l.hash));
-                if let Some(last) = links.last() {
-                    if self.watch == Some(record.seq) {
-                        self.seen_at.insert(record.seq, last.hash);
-                    }
+                if let Some(last) = links.last()
+                    && self.watch == Some(record.seq)
+                {
+                    self.seen_at.insert(record.seq, last.hash);
                 }
                 match Commit::from_values(verified.values) {
                     Ok(commit) if Some(commit.key_id()) == subject_key => {

@@ -134,10 +134,10 @@ impl ValidationTable {
     }
 
     fn poison_key(&self, seq: u64, key: KeyId, reason: &str) {
-        if let Some(Known::Live(hash)) = self.by_id.get(&key).map(|k| *k) {
-            if let Some(mut e) = self.by_hash.get_mut(&hash) {
-                e.poisoned = true;
-            }
+        if let Some(Known::Live(hash)) = self.by_id.get(&key).map(|k| *k)
+            && let Some(mut e) = self.by_hash.get_mut(&hash)
+        {
+            e.poisoned = true;
         }
         if let Ok(mut p) = self.poisoned.lock() {
             p.entry(key).or_insert_with(|| (seq, reason.to_owned()));

@@ -270,7 +270,7 @@ async fn read(
 }
 
 fn from_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())
@@ -520,10 +520,10 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
 /// Says so when the point asked about lies past the end of the history.
 fn warn_past_end(audit: &Audit, cut: Cut) {
     let end = audit.last_seq();
-    if let Cut::Seq(seq) = cut {
-        if seq > end {
-            eprintln!("warning: the history ends at sequence {end}; --at {seq} is past its end");
-        }
+    if let Cut::Seq(seq) = cut
+        && seq > end
+    {
+        eprintln!("warning: the history ends at sequence {end}; --at {seq} is past its end");
     }
 }
 
