@@ -34,8 +34,8 @@ pub struct Grant {
     pub read_only: bool,
 }
 
-/// Why a key may not do what was asked: `ReadOnly` is a 403, `NotReady` a
-/// 503, every other variant a 401.
+/// Why a key may not do what was asked: `ReadOnly` is a 403, `NotReady` and
+/// `Stale` a 503, every other variant a 401.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Denial {
     /// No key was presented.
@@ -62,6 +62,11 @@ pub enum Denial {
     /// The node has not finished replaying the stream, so it cannot answer yet (503).
     #[error("this node is still replaying the event stream; it cannot validate keys yet")]
     NotReady,
+    /// The node could not confirm for too long that it has every change in
+    /// the stream (NATS unreachable?): a revocation may have passed it by, so
+    /// it answers nothing (503) until it has caught up again.
+    #[error("this node cannot confirm it is up to date with the event stream; it fails closed")]
+    Stale,
     /// A read-only key asked for a write (403).
     #[error("the API key is read-only")]
     ReadOnly {
@@ -82,6 +87,7 @@ impl Denial {
             Self::AdminKey => "admin_key",
             Self::StateUnknown => "key_state_unknown",
             Self::NotReady => "not_ready",
+            Self::Stale => "stale",
             Self::ReadOnly { .. } => "read_only_key",
         }
     }

@@ -42,6 +42,9 @@ pub struct ValidationTable {
     /// Set once the replay reached the stream head seen at start. Until then
     /// the table holds a half-replayed past and answers nothing.
     ready: AtomicBool,
+    /// Set by the node while it cannot confirm it has every change in the
+    /// stream: then every key fails closed (503).
+    stale: AtomicBool,
     poisoned: Mutex<BTreeMap<KeyId, (u64, String)>>,
     seal_reason: Mutex<Option<(u64, String)>>,
 }
@@ -51,6 +54,8 @@ pub struct ValidationTable {
 pub struct ValidationStatus {
     /// Whether the replay is done and keys are validated.
     pub ready: bool,
+    /// Whether the node marked the table stale (every key fails closed).
+    pub stale: bool,
     /// Last applied stream sequence.
     pub applied_seq: u64,
     /// Keys that grant access when enabled (live keys, enabled or not).
@@ -79,6 +84,9 @@ impl ValidationTable {
     pub fn validate_hash(&self, hash: &KeyHash, access: Access) -> Result<Grant, Denial> {
         if !self.ready.load(Ordering::Acquire) {
             return Err(Denial::NotReady);
+        }
+        if self.stale.load(Ordering::Acquire) {
+            return Err(Denial::Stale);
         }
         if self.sealed.load(Ordering::Acquire) {
             return Err(Denial::StateUnknown);
@@ -109,6 +117,13 @@ impl ValidationTable {
         self.ready.store(true, Ordering::Release);
     }
 
+    /// Marks the table stale (`true`: every key fails closed) or fresh again.
+    /// The node decides, from how long ago it last confirmed it had applied
+    /// the stream's head; the table never reads a clock.
+    pub fn set_stale(&self, stale: bool) {
+        self.stale.store(stale, Ordering::Release);
+    }
+
     /// A snapshot for `/v1/status` and `/readyz`.
     pub fn status(&self) -> ValidationStatus {
         let poisoned = self
@@ -118,6 +133,7 @@ impl ValidationTable {
             .unwrap_or_default();
         ValidationStatus {
             ready: self.ready.load(Ordering::Acquire),
+            stale: self.stale.load(Ordering::Acquire),
             applied_seq: self.position(),
             keys: self.by_hash.len(),
             poisoned,
@@ -309,6 +325,21 @@ mod tests {
             t.validate(key.expose_secret(), Access::Read),
             Err(Denial::Disabled)
         );
+    }
+
+    #[test]
+    fn a_stale_table_fails_every_key_closed_until_fresh_again() {
+        let t = ready_table();
+        let key = ApiKey::generate().unwrap();
+        t.apply(1, &commit(id(1), vec![created(&key, false)]));
+        t.set_stale(true);
+        assert!(t.status().stale);
+        assert_eq!(
+            t.validate(key.expose_secret(), Access::Read),
+            Err(Denial::Stale)
+        );
+        t.set_stale(false);
+        assert!(t.validate(key.expose_secret(), Access::Read).is_ok());
     }
 
     fn created(key: &ApiKey, read_only: bool) -> Change {

@@ -13,6 +13,7 @@ mod audit;
 mod binary;
 mod concurrency;
 mod eventlog;
+mod freshness;
 mod lifecycle;
 mod poison;
 mod secrets;

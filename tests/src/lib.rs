@@ -12,12 +12,14 @@
 mod browser;
 mod nats;
 mod process;
+mod proxy;
 mod stats;
 mod system;
 
 pub use browser::Browser;
 pub use nats::{NatsServer, nats_server_bin};
 pub use process::{Process, free_port};
+pub use proxy::TcpProxy;
 pub use stats::Summary;
 pub use system::{
     CreatedKey, RunningAdmin, RunningNode, System, applied_seq, becomes_ready, bootstrap_admin_key,

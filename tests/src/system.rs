@@ -167,7 +167,11 @@ impl RunningNode {
         options: FeedOptions,
     ) -> anyhow::Result<Self> {
         let log = EventLog::connect(nats_url, stream).await?;
-        let node = Node::start(log, options);
+        Self::serve(Node::start(log, options)).await
+    }
+
+    /// Serves a node that the test started itself.
+    pub async fn serve(node: Node) -> anyhow::Result<Self> {
         let served = Served::start(node.router()).await?;
         Ok(Self {
             url: served.url.clone(),

@@ -157,6 +157,21 @@ struct NodeArgs {
     /// Address to listen on.
     #[arg(long, env = "KEYLEDGER_LISTEN", default_value = "127.0.0.1:8081")]
     listen: SocketAddr,
+    /// Seconds the node may go without confirming it has applied the
+    /// stream's head (NATS unreachable, say) before every key fails closed
+    /// (503 stale) until it has caught up again.
+    #[arg(long, env = "KEYLEDGER_MAX_STALENESS", value_name = "SECONDS", default_value = "5", value_parser = parse_seconds)]
+    max_staleness: std::time::Duration,
+}
+
+/// A positive number of seconds, such as `5` or `0.5`.
+pub(crate) fn parse_seconds(raw: &str) -> Result<std::time::Duration, String> {
+    raw.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s > 0.0 && *s <= 86_400.0)
+        .map(std::time::Duration::from_secs_f64)
+        .ok_or_else(|| format!("{raw:?} is not a number of seconds from 0 to 86400, like 5 or 0.5"))
 }
 
 fn main() -> ExitCode {
@@ -323,7 +338,11 @@ async fn node(args: NodeArgs) -> anyhow::Result<()> {
         &args.common.connection.stream,
     )
     .await?;
-    let node = keyledger_node::Node::start(log, args.common.feed_options(trust));
+    let node = keyledger_node::Node::start_with_max_staleness(
+        log,
+        args.common.feed_options(trust),
+        args.max_staleness,
+    );
     let listener = serve::bind(args.listen).await?;
     tracing::info!(addr = %listener.local_addr()?, stream = %args.common.connection.stream, "node listening");
     serve::serve(listener, node.router(), serve::shutdown_signal()).await

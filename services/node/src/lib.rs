@@ -12,11 +12,13 @@
 //! a tower Layer any axum or tower service can embed.
 
 mod credentials;
+mod freshness;
 mod layer;
 mod service;
 mod verify;
 
 pub use credentials::{access_for, presented_key};
+pub use freshness::DEFAULT_MAX_STALENESS;
 pub use layer::{KeyAuth, KeyAuthLayer};
 pub use service::Node;
 pub use verify::denial_response;

@@ -1,6 +1,7 @@
 //! Wiring: the node's state, routes and start-up.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -14,6 +15,7 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::KeyAuthLayer;
+use crate::freshness::{DEFAULT_MAX_STALENESS, Freshness, watchdog};
 use crate::verify::verify;
 
 /// A running API node: the validation table and the task that feeds it.
@@ -22,7 +24,10 @@ pub struct Node {
     table: Arc<ValidationTable>,
     chain: SharedChain,
     feed: watch::Receiver<FeedState>,
+    freshness: Arc<Freshness>,
+    max_staleness: Duration,
     feed_task: tokio::task::JoinHandle<()>,
+    watchdog_task: tokio::task::JoinHandle<()>,
 }
 
 #[derive(Clone)]
@@ -31,6 +36,8 @@ struct NodeState {
     table: Arc<ValidationTable>,
     chain: SharedChain,
     feed: watch::Receiver<FeedState>,
+    freshness: Arc<Freshness>,
+    max_staleness: Duration,
 }
 
 impl Node {
@@ -38,19 +45,47 @@ impl Node {
     /// message is verified against the chain that starts at `options.trust`
     /// before it is applied. If the stream does not exist yet, waits for
     /// admin to create it.
+    ///
+    /// A node that cannot confirm for [`DEFAULT_MAX_STALENESS`] that it has
+    /// applied the stream's head fails every key closed until it can (see
+    /// [`Node::start_with_max_staleness`]).
     pub fn start(log: EventLog, options: FeedOptions) -> Self {
+        Self::start_with_max_staleness(log, options, DEFAULT_MAX_STALENESS)
+    }
+
+    /// [`Node::start`], failing closed after `max_staleness` without
+    /// confirming it is up to date with the stream.
+    pub fn start_with_max_staleness(
+        log: EventLog,
+        options: FeedOptions,
+        max_staleness: Duration,
+    ) -> Self {
         let table = Arc::new(ValidationTable::new());
         let (progress, feed_rx) = watch::channel(FeedState::default());
         let chain = options.chain();
         let feed_task = tokio::spawn(
             feed(log.clone(), table.clone(), chain.clone(), progress, options).in_current_span(),
         );
+        let freshness = Arc::new(Freshness::default());
+        let watchdog_task = tokio::spawn(
+            watchdog(
+                log.clone(),
+                table.clone(),
+                feed_rx.clone(),
+                freshness.clone(),
+                max_staleness,
+            )
+            .in_current_span(),
+        );
         Self {
             log,
             table,
             chain,
             feed: feed_rx,
+            freshness,
+            max_staleness,
             feed_task,
+            watchdog_task,
         }
     }
 
@@ -72,6 +107,8 @@ impl Node {
             table: self.table.clone(),
             chain: self.chain.clone(),
             feed: self.feed.clone(),
+            freshness: self.freshness.clone(),
+            max_staleness: self.max_staleness,
         };
         let example = Router::new()
             .route("/example/items", get(list_items).post(create_item))
@@ -105,6 +142,7 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         self.feed_task.abort();
+        self.watchdog_task.abort();
     }
 }
 
@@ -129,7 +167,13 @@ fn status_body(state: &NodeState) -> Value {
         "applied_seq": table.applied_seq,
         "stream_head_at_start": feed.head_at_start,
         "keys": table.keys,
-        "ready": table.ready && table.sealed.is_none(),
+        "ready": table.ready && table.sealed.is_none() && !table.stale,
+        "stale": table.stale,
+        "max_staleness_ms": u64::try_from(state.max_staleness.as_millis()).unwrap_or(u64::MAX),
+        "confirmed_up_to_date_ms_ago": state
+            .freshness
+            .age()
+            .map(|age| u64::try_from(age.as_millis()).unwrap_or(u64::MAX)),
         "nats_connected": state.log.is_connected(),
         "poisoned_keys": poisoned,
         "sealed": table.sealed.map(|(seq, reason)| json!({ "seq": seq, "reason": reason })),

@@ -30,7 +30,7 @@ pub(crate) fn check(
 pub fn denial_response(denial: &Denial) -> Response<Body> {
     let status = match denial {
         Denial::ReadOnly { .. } => StatusCode::FORBIDDEN,
-        Denial::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+        Denial::NotReady | Denial::Stale => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::UNAUTHORIZED,
     };
     let body = json!({ "error": { "code": denial.code(), "message": denial.to_string() } });
