@@ -75,6 +75,21 @@ impl ApiKey {
         Ok(Self(presented.to_owned()))
     }
 
+    /// Whether `text` holds an API key anywhere: any run of 40 key characters
+    /// that passes the checksum, whatever surrounds it. Used to keep keys
+    /// pasted into the wrong field (a name, a request id, a user agent) out of
+    /// the stream and the logs.
+    pub fn appears_in(text: &str) -> bool {
+        text.as_bytes()
+            .split(|b| !ALPHABET.contains(b))
+            .filter(|run| run.len() >= KEY_LEN)
+            .any(|run| {
+                run.windows(KEY_LEN).any(|window| {
+                    std::str::from_utf8(window).is_ok_and(|w| check_format(w).is_ok())
+                })
+            })
+    }
+
     /// The raw key. Call only to hand it to its owner, once.
     pub fn expose_secret(&self) -> &str {
         &self.0
@@ -343,5 +358,26 @@ mod tests {
         assert!(Prefix::parse("Ab3dE5fG").is_some());
         assert!(Prefix::parse("Ab3dE5f").is_none());
         assert!(Prefix::parse("Ab3dE5f_").is_none());
+    }
+
+    #[test]
+    fn a_key_is_found_anywhere_in_a_text() {
+        let key = ApiKey::generate().unwrap();
+        let raw = key.expose_secret();
+        for text in [
+            raw.to_owned(),
+            format!("{raw}x"),
+            format!("1{raw}"),
+            format!("req-{raw}"),
+            format!("client/{raw} (linux)"),
+            format!("x_{raw}_x"),
+        ] {
+            assert!(ApiKey::appears_in(&text), "{text}");
+        }
+        assert!(!ApiKey::appears_in(&raw[..39]));
+        assert!(!ApiKey::appears_in("billing reader"));
+        let mut changed = raw.to_owned().into_bytes();
+        changed[10] = if changed[10] == b'a' { b'b' } else { b'a' };
+        assert!(!ApiKey::appears_in(std::str::from_utf8(&changed).unwrap()));
     }
 }

@@ -198,6 +198,55 @@ async fn no_raw_key_or_admin_token_appears_in_logs_or_storage() {
         .unwrap();
     let body = r.text().await.unwrap();
     assert!(!body.contains(&raw_keys[2]));
+    // Keys and the token pasted into names, request ids and user agents,
+    // with text around them: refused, or replaced, never recorded.
+    for name in [
+        format!("{}x", raw_keys[1]),
+        format!("1{}", raw_keys[1]),
+        format!("t {token} t"),
+    ] {
+        let r = patch(&ids[0], json!({ "name": name })).await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(!r.text().await.unwrap().contains(&name));
+    }
+    for (request_id, user_agent) in [
+        (
+            format!("req-{}", raw_keys[1]),
+            format!("client/{}", raw_keys[1]),
+        ),
+        (format!("x.{token}"), format!("client/{token} (linux)")),
+    ] {
+        let r = http
+            .patch(format!("{admin}/v1/keys/{}", ids[0]))
+            .bearer_auth(&admin_key)
+            .header("x-request-id", &request_id)
+            .header("user-agent", &user_agent)
+            .json(&json!({ "read_only": true }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let echoed = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+        assert_ne!(
+            echoed, request_id,
+            "a request id holding a secret is replaced"
+        );
+        let r = patch(&ids[0], json!({ "read_only": false })).await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    let history = http
+        .get(format!("{admin}/v1/keys/{}/history", ids[0]))
+        .bearer_auth(&admin_key)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !history.contains(&raw_keys[1]) && !history.contains(token),
+        "{history}"
+    );
 
     for p in &mut procs {
         assert!(p.terminate().unwrap().success());

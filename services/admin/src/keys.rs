@@ -75,16 +75,13 @@ struct Listing {
     next_cursor: Option<String>,
 }
 
-fn name(raw: &str) -> Result<KeyName, ApiError> {
+fn name(state: &AppState, raw: &str) -> Result<KeyName, ApiError> {
     // Names are shown to every admin and kept in the stream for good: a key
-    // pasted into the name field must not end up there.
-    if raw
-        .split(|c: char| !c.is_ascii_alphanumeric())
-        .any(|word| ApiKey::parse(word).is_ok())
-    {
+    // or the bootstrap token pasted into the name field must not end up there.
+    if ApiKey::appears_in(raw) || state.token.appears_in(raw) {
         return Err(ApiError::unprocessable(
             "invalid_name",
-            "a name must not contain an API key",
+            "a name must not contain an API key or the bootstrap token",
         ));
     }
     KeyName::parse(raw).map_err(|e| ApiError::unprocessable("invalid_name", e.to_string()))
@@ -112,7 +109,7 @@ pub(crate) async fn create(
     Extension(ctx): Extension<RequestContext>,
     JsonBody(body): JsonBody<CreateKey>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let name = name(&body.name)?;
+    let name = name(&state, &body.name)?;
     let admin = body.admin.unwrap_or(false);
     // An API key is read-only unless asked otherwise (as in the console); an
     // admin key manages keys unless asked to be read-only.
@@ -235,7 +232,7 @@ pub(crate) async fn update(
             "give at least one of name, read_only, enabled",
         ));
     }
-    let new_name = body.name.as_deref().map(name).transpose()?;
+    let new_name = body.name.as_deref().map(|n| name(&state, n)).transpose()?;
     let command = Command::Update {
         name: new_name,
         read_only: body.read_only,

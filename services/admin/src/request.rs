@@ -50,7 +50,7 @@ pub(crate) async fn request_id(
         .headers()
         .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())
-        .filter(|v| ApiKey::parse(v).is_err() && !state.token.matches(v))
+        .filter(|v| !ApiKey::appears_in(v) && !state.token.appears_in(v))
         .and_then(|v| v.parse::<RequestId>().ok())
         .unwrap_or_else(fresh_request_id);
     req.extensions_mut().insert(id.clone());
@@ -143,11 +143,10 @@ pub(crate) async fn authenticate(
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| addr.ip().to_string());
-    let origin = Origin::new(
-        ip,
-        header_text(req.headers(), header::USER_AGENT.as_str()),
-        trace_id(req.headers()).as_deref(),
-    );
+    // A user agent that holds a key or the token is not recorded at all.
+    let user_agent = header_text(req.headers(), header::USER_AGENT.as_str())
+        .filter(|ua| !ApiKey::appears_in(ua) && !state.token.appears_in(ua));
+    let origin = Origin::new(ip, user_agent, trace_id(req.headers()).as_deref());
     tracing::Span::current().record("actor", actor.label());
     req.extensions_mut().insert(RequestContext {
         request_id,

@@ -12,6 +12,7 @@ pub const MIN_TOKEN_LEN: usize = 16;
 #[derive(Clone)]
 pub struct AdminToken {
     digest: [u8; 32],
+    len: usize,
 }
 
 /// Why a configured admin token is unusable.
@@ -38,6 +39,7 @@ impl AdminToken {
         }
         Ok(Self {
             digest: Sha3_256::digest(raw.as_bytes()).into(),
+            len: raw.len(),
         })
     }
 
@@ -45,6 +47,20 @@ impl AdminToken {
     pub fn matches(&self, presented: &str) -> bool {
         let digest: [u8; 32] = Sha3_256::digest(presented.as_bytes()).into();
         digest.ct_eq(&self.digest).into()
+    }
+}
+
+impl AdminToken {
+    /// Whether `text` holds this token anywhere (every window of the token's
+    /// length is hashed and compared), so that a token pasted into a request
+    /// id or a user agent is never recorded.
+    pub fn appears_in(&self, text: &str) -> bool {
+        let bytes = text.as_bytes();
+        bytes.len() >= self.len
+            && bytes.windows(self.len).any(|window| {
+                let digest: [u8; 32] = Sha3_256::digest(window).into();
+                bool::from(digest.ct_eq(&self.digest))
+            })
     }
 }
 
@@ -65,6 +81,15 @@ mod tests {
         assert!(!t.matches("correct-horse-battery-stapl"));
         assert!(!t.matches(""));
         assert!(!format!("{t:?}").contains("horse"));
+    }
+
+    #[test]
+    fn finds_the_token_inside_other_text() {
+        let t = AdminToken::new("correct-horse-battery-staple").unwrap();
+        assert!(t.appears_in("x.correct-horse-battery-staple"));
+        assert!(t.appears_in("client/correct-horse-battery-staple (linux)"));
+        assert!(!t.appears_in("correct-horse-battery-stapl"));
+        assert!(!t.appears_in(""));
     }
 
     #[test]
