@@ -226,13 +226,13 @@ impl Catalogue {
         inner.live.get(id).map(|r| r.view.clone())
     }
 
-    /// Whether any admin key is live and enabled (and trusted). While none
-    /// is, the bootstrap token may create one.
-    pub fn has_enabled_admin(&self) -> bool {
-        self.read()
-            .live
-            .values()
-            .any(|r| r.view.admin && r.view.enabled && r.view.untrusted.is_none())
+    /// Whether any admin key can manage keys: live, enabled, read-write and
+    /// trusted. While none can, the bootstrap token may create one, so that
+    /// admins can never lock themselves out.
+    pub fn has_managing_admin(&self) -> bool {
+        self.read().live.values().any(|r| {
+            r.view.admin && r.view.enabled && !r.view.read_only && r.view.untrusted.is_none()
+        })
     }
 
     /// Why the message at `seq` was not trusted, if it was not.

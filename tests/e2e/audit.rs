@@ -635,6 +635,38 @@ async fn admin_keys_are_the_actors_and_revoking_one_cuts_it_off() {
         .admin_call(Method::GET, "/v1/events?limit=0", None)
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+    // The last read-write admin key makes itself read-only: nobody could
+    // manage keys any more, so the bootstrap token may make an admin key again.
+    let first_id = first_admin.as_str().unwrap();
+    let (status, body) = sys.update_key(first_id, json!({ "read_only": true })).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = sys
+        .update_key(first_id, json!({ "read_only": false }))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let rescue = keyledger_tests::bootstrap_admin_key(&sys.http, &sys.admin.url, &sys.bootstrap)
+        .await
+        .unwrap();
+    let r = sys
+        .http
+        .post(format!("{}/v1/keys", sys.admin.url))
+        .bearer_auth(&rescue)
+        .json(&json!({ "name": "after the rescue" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    // With a read-write admin key again, the token is limited again.
+    let r = sys
+        .http
+        .post(format!("{}/v1/keys", sys.admin.url))
+        .bearer_auth(&sys.bootstrap)
+        .json(&json!({ "name": "one too many", "admin": true }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -126,10 +126,10 @@ pub(crate) async fn create(
     let appended = execute(&state, id, &ctx, |state| {
         // Decided under the chain's lock: two racing bootstrap requests cannot
         // both see "no admin key yet".
-        if bootstrap && state.catalogue.has_enabled_admin() {
+        if bootstrap && state.catalogue.has_managing_admin() {
             return Err(ApiError::forbidden(
                 "bootstrap_limited",
-                "an enabled admin key exists: the bootstrap token can only create the first admin keys",
+                "an enabled read-write admin key exists: the bootstrap token can only create admin keys while none does",
             ));
         }
         // Regenerate until the prefix is free among keys that exist.
