@@ -79,6 +79,60 @@ async fn admin_token_is_required_and_checked() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
+    // Two Authorization headers, in either order: neither is taken.
+    for pair in [
+        [sys.token.clone(), "not-the-admin-token-at-all".to_owned()],
+        ["not-the-admin-token-at-all".to_owned(), sys.token.clone()],
+    ] {
+        let r = sys
+            .http
+            .get(&url)
+            .header("authorization", format!("Bearer {}", pair[0]))
+            .header("authorization", format!("Bearer {}", pair[1]))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_that_take_no_query_refuse_one() {
+    let sys = System::with_nodes(0).await.unwrap();
+    let key = sys.create_key("kept", true).await;
+    let id = &key.id;
+    for (method, path, body) in [
+        (Method::DELETE, format!("/v1/keys/{id}?dry_run=true"), None),
+        (
+            Method::PATCH,
+            format!("/v1/keys/{id}?dry_run=true"),
+            Some(json!({ "enabled": false })),
+        ),
+        (Method::GET, format!("/v1/keys/{id}?foo=1"), None),
+        (Method::GET, format!("/v1/keys/{id}/history?x=1"), None),
+        (Method::GET, "/v1/status?x=1".to_owned(), None),
+        (
+            Method::POST,
+            "/v1/keys?admin=true".to_owned(),
+            Some(json!({ "name": "n" })),
+        ),
+    ] {
+        let (status, answer) = sys.admin_call(method.clone(), &path, body).await;
+        assert_error(
+            status,
+            &answer,
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            &format!("{method} {path}"),
+        );
+    }
+    // Nothing happened.
+    let (status, view) = sys
+        .admin_call(Method::GET, &format!("/v1/keys/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(view["enabled"], true);
+    assert_eq!(view["version"], key.seq);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -225,8 +225,19 @@ async fn a_replaced_stream_seals_every_node_and_admin() {
     })
     .await;
     assert!(sealed_admin);
+    // It says so plainly: sealed, nothing changed (503), not a conflict on one key.
     let (code, body) = sys.update_key(&key.id, json!({ "enabled": false })).await;
-    assert_eq!(code, StatusCode::CONFLICT, "{body}");
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["code"], "sealed", "{body}");
+    let (code, body) = sys
+        .admin_call(
+            reqwest::Method::POST,
+            "/v1/keys",
+            Some(json!({ "name": "brand new" })),
+        )
+        .await;
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["code"], "sealed", "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

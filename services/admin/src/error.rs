@@ -61,6 +61,10 @@ pub enum ApiError {
     /// Nothing was changed.
     #[error("{0}")]
     Unavailable(String),
+    /// 503: the service sealed itself (it can no longer check the history
+    /// it would build on): nothing can change until an operator acts.
+    #[error("this service is sealed and changes nothing: {0}")]
+    Sealed(String),
     /// 503: the change was sent but not confirmed: it may have landed.
     #[error(
         "the event log did not confirm the change; it may still land: check the key before retrying"
@@ -89,6 +93,7 @@ impl ApiError {
             Self::Conflict => (StatusCode::CONFLICT, "conflict"),
             Self::KeyStateUnknown(_) => (StatusCode::CONFLICT, "key_state_unknown"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::Sealed(_) => (StatusCode::SERVICE_UNAVAILABLE, "sealed"),
             Self::NotConfirmed => (StatusCode::SERVICE_UNAVAILABLE, "not_confirmed"),
             Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -155,6 +160,7 @@ mod tests {
             ApiError::Conflict,
             ApiError::KeyStateUnknown("r".into()),
             ApiError::Unavailable("r".into()),
+            ApiError::Sealed("r".into()),
             ApiError::NotConfirmed,
             ApiError::Internal,
         ];

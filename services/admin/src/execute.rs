@@ -41,6 +41,11 @@ pub(crate) async fn execute(
             "still replaying the event stream; retry shortly".into(),
         ));
     }
+    if let Some((seq, reason)) = state.catalogue.status().sealed {
+        return Err(ApiError::Sealed(format!(
+            "message {seq}: {reason}; see /v1/status"
+        )));
+    }
     // One command at a time per process; races with other processes are
     // settled by the stream's expected last sequence.
     let _turn = state.append_turn.lock().await;

@@ -73,6 +73,22 @@ pub(crate) async fn request_id(
     .await
 }
 
+/// Refuses a query string on routes that take none (a `?dry_run=true` on a
+/// DELETE must not look as if it were honoured). The two listing routes
+/// check their own parameters.
+pub(crate) async fn no_stray_query(req: Request, next: Next) -> Response {
+    let takes_query = req.method() == Method::GET
+        && req
+            .extensions()
+            .get::<MatchedPath>()
+            .is_some_and(|p| matches!(p.as_str(), "/v1/keys" | "/v1/events"));
+    if !takes_query && req.uri().query().is_some_and(|q| !q.is_empty()) {
+        return ApiError::bad_request("invalid_query", "this route takes no query parameters")
+            .into_response();
+    }
+    next.run(req).await
+}
+
 /// Requires `Authorization: Bearer <credential>`: an enabled admin key, or
 /// the bootstrap token, which may only create admin keys (checked by the
 /// create handler). A read-only admin key may only read.
@@ -81,6 +97,11 @@ pub(crate) async fn authenticate(
     mut req: Request,
     next: Next,
 ) -> Response {
+    // Two Authorization headers: which one is meant? Neither.
+    if req.headers().get_all(header::AUTHORIZATION).iter().count() > 1 {
+        tracing::warn!("admin request with more than one Authorization header");
+        return ApiError::Unauthorized.into_response();
+    }
     let presented = req
         .headers()
         .get(header::AUTHORIZATION)

@@ -103,7 +103,8 @@ impl Admin {
             .layer(middleware::from_fn_with_state(
                 self.state.clone(),
                 request::authenticate,
-            ));
+            ))
+            .layer(middleware::from_fn(request::no_stray_query));
         Router::new()
             .nest("/v1", v1)
             .route(
