@@ -24,6 +24,17 @@ pub(crate) fn decode<const N: usize>(s: &str) -> Option<[u8; N]> {
     Some(out)
 }
 
+/// Any number of bytes from lowercase hex.
+pub(crate) fn decode_all(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) || !s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

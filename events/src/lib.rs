@@ -19,6 +19,7 @@ mod chain;
 mod commit;
 mod decision;
 mod event;
+mod export;
 mod hex;
 mod key_id;
 mod key_material;
@@ -32,6 +33,7 @@ pub use chain::{Chain, ChainError, EventHash, Link, SignError, Signed, Verified}
 pub use commit::{Commit, CommitError};
 pub use decision::{Command, KeyError, KeyState, LiveKey, decide, evolve};
 pub use event::{Change, Event, EventId};
+pub use export::{ExportLine, ExportLineError};
 pub use key_id::{KeyId, KeyIdError};
 pub use key_material::{
     ApiKey, KEY_LEN, KeyFormatError, KeyHash, KeyHashHasher, PREFIX_LEN, Prefix,

@@ -142,6 +142,19 @@ async fn garbage_that_names_no_key_seals_the_node() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
+    // Admins see the garbage as the export shows it: its bytes, in hex.
+    let (code, page) = sys
+        .admin_call(
+            reqwest::Method::GET,
+            &format!("/v1/events?since={seq}"),
+            None,
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{page}");
+    let line = &page["events"][0];
+    assert_eq!(line["seq"], seq, "{page}");
+    assert_eq!(line["payload_hex"], "0067617262616765", "{page}");
+    assert!(line["untrusted"].is_string(), "{page}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

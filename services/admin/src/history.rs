@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use keyledger_events::{Commit, EventHash, KeyState};
+use keyledger_events::{Commit, EventHash, ExportLine, KeyState};
 use keyledger_projections::HistoryEntry;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -94,14 +94,11 @@ pub(crate) struct EventsParams {
     limit: Option<String>,
 }
 
+/// A stored message as the export writes it, and why it was not trusted.
 #[derive(Serialize)]
 struct StoredLine {
-    seq: u64,
-    #[serde(with = "time::serde::rfc3339")]
-    time: time::OffsetDateTime,
-    subject: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    payload: Option<Value>,
+    #[serde(flatten)]
+    line: ExportLine,
     #[serde(skip_serializing_if = "Option::is_none")]
     untrusted: Option<String>,
 }
@@ -149,17 +146,14 @@ pub(crate) async fn events(
         .log
         .for_each_message(since, None, |m| {
             events.push(StoredLine {
-                seq: m.seq,
-                time: m.time,
-                subject: m.subject,
-                payload: serde_json::from_slice(&m.payload).ok(),
                 untrusted: state.catalogue.untrusted_message(m.seq),
+                line: ExportLine::new(m.seq, m.time, m.subject, &m.payload),
             });
             u64::try_from(events.len()).unwrap_or(u64::MAX) < limit
         })
         .await
         .map_err(|e| unavailable(&e))?;
-    let next_since = events.last().map_or(since, |e| e.seq + 1);
+    let next_since = events.last().map_or(since, |e| e.line.seq + 1);
     let more = next_since <= head;
     Ok(Json(EventsPage {
         events,

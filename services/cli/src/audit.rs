@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use keyledger_eventlog::EventLog;
-use keyledger_events::{EventHash, KeyHash, PublicKey};
+use keyledger_events::{EventHash, ExportLine, KeyHash, PublicKey};
 use keyledger_projections::{Access, Audit, Cut, HistoryEntry, KeyAt, Record, validity};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -131,22 +131,6 @@ struct WasValidArgs {
     method: String,
 }
 
-/// One line of an export.
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ExportLine {
-    seq: u64,
-    #[serde(with = "time::serde::rfc3339")]
-    time: OffsetDateTime,
-    subject: String,
-    /// The stored message, when it is JSON (it is, unless someone wrote garbage).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    payload: Option<Value>,
-    /// The stored bytes as hex, when they are not JSON.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    payload_hex: Option<String>,
-}
-
 /// A message read from either source.
 struct Message {
     seq: u64,
@@ -227,17 +211,9 @@ async fn read(
             if parsed.seq < since {
                 continue;
             }
-            let payload = match (parsed.payload, parsed.payload_hex) {
-                (Some(v), None) => serde_json::to_vec(&v)?,
-                (None, Some(hex)) => from_hex(&hex).with_context(|| {
-                    format!("{} line {}: payload_hex is not hex", path.display(), n + 1)
-                })?,
-                _ => bail!(
-                    "{} line {}: give exactly one of payload and payload_hex",
-                    path.display(),
-                    n + 1
-                ),
-            };
+            let payload = parsed
+                .payload_bytes()
+                .with_context(|| format!("{} line {}", path.display(), n + 1))?;
             progress.tick(parsed.seq);
             visit(Message {
                 seq: parsed.seq,
@@ -267,24 +243,6 @@ async fn read(
     .await?;
     log.close().await;
     failure.map_or(Ok(()), Err)
-}
-
-fn from_hex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
-fn to_hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
 
 /// The trust anchor: the given public key, or the first event's signer (with a warning).
@@ -374,17 +332,7 @@ async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
     let mut out = BufWriter::new(sink);
     let mut count = 0u64;
     read(&args.source, args.since, "export", |m| {
-        let (payload, payload_hex) = match serde_json::from_slice::<Value>(&m.payload) {
-            Ok(v) => (Some(v), None),
-            Err(_) => (None, Some(to_hex(&m.payload))),
-        };
-        let line = ExportLine {
-            seq: m.seq,
-            time: m.time,
-            subject: m.subject,
-            payload,
-            payload_hex,
-        };
+        let line = ExportLine::new(m.seq, m.time, m.subject, &m.payload);
         serde_json::to_writer(&mut out, &line)?;
         out.write_all(b"\n")?;
         count += 1;
