@@ -362,3 +362,63 @@ fn dev_refuses_ports_that_are_taken_instead_of_joining_another_system() {
         "nothing is written before the checks pass"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_comes_back_after_being_killed_and_stops_on_hangup() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (nats_port, admin_port, node_port) = (free_port(), free_port(), free_port());
+    let args = [
+        "dev".to_owned(),
+        "--data-dir".to_owned(),
+        data.to_str().unwrap().to_owned(),
+        "--nats-port".to_owned(),
+        nats_port.to_string(),
+        "--admin-listen".to_owned(),
+        format!("127.0.0.1:{admin_port}"),
+        "--node-listen".to_owned(),
+        format!("127.0.0.1:{node_port}"),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let bin = nats_server_bin().unwrap();
+    let envs = [("NATS_SERVER_BIN", bin.to_str().unwrap())];
+    let up = |p: &Process| p.output().contains("Press Ctrl-C");
+
+    let mut first = Process::spawn("dev-killed", dir.path(), &args, &envs).unwrap();
+    assert!(
+        eventually(Duration::from_secs(20), || async { up(&first) }).await,
+        "{}",
+        first.output()
+    );
+    // SIGKILL: dev cannot stop its nats-server, which lives on.
+    let status = first.signal(nix::sys::signal::Signal::SIGKILL).unwrap();
+    assert!(!status.success());
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", nats_port)).is_ok(),
+        "the orphaned nats-server still holds its port"
+    );
+
+    // The next dev on the same data dir stops the leftover and starts cleanly.
+    let mut second = Process::spawn("dev-again", dir.path(), &args, &envs).unwrap();
+    assert!(
+        eventually(Duration::from_secs(20), || async { up(&second) }).await,
+        "{}",
+        second.output()
+    );
+    assert!(
+        second
+            .output()
+            .contains("left running by an earlier keyledger dev")
+    );
+    // The terminal goes away: dev stops everything, gently.
+    let status = second.signal(nix::sys::signal::Signal::SIGHUP).unwrap();
+    assert!(status.success(), "{}", second.output());
+    assert!(second.output().contains("keyledger dev stopped"));
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            std::net::TcpStream::connect(("127.0.0.1", nats_port)).is_err()
+        })
+        .await,
+        "nats-server stopped with dev"
+    );
+}

@@ -59,9 +59,14 @@ impl Process {
 
     /// Sends SIGTERM and waits (at most 15 s) for the exit.
     pub fn terminate(&mut self) -> anyhow::Result<ExitStatus> {
+        self.signal(nix::sys::signal::Signal::SIGTERM)
+    }
+
+    /// Sends `signal` and waits (at most 15 s) for the exit.
+    pub fn signal(&mut self, signal: nix::sys::signal::Signal) -> anyhow::Result<ExitStatus> {
         let child = self.child.as_mut().context("already stopped")?;
         let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id())?);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)?;
+        nix::sys::signal::kill(pid, signal)?;
         self.wait(Duration::from_secs(15))
     }
 

@@ -35,6 +35,16 @@ pub(crate) struct DevArgs {
     /// JetStream stream name.
     #[arg(long, env = "KEYLEDGER_STREAM", default_value = "KEYLEDGER")]
     stream: String,
+    /// Stream sequences of messages you have inspected and judged to be
+    /// garbage (comma-separated): admin and the nodes pass over them instead
+    /// of failing closed.
+    #[arg(
+        long,
+        env = "KEYLEDGER_ACKNOWLEDGE_UNTRUSTED",
+        value_delimiter = ',',
+        value_name = "SEQ"
+    )]
+    acknowledge_untrusted: Vec<u64>,
 }
 
 /// Finds nats-server: `NATS_SERVER_BIN`, then `PATH`, then the project-local install.
@@ -188,6 +198,44 @@ async fn dev_admin_key(
     Ok(key.to_owned())
 }
 
+/// Where the dev nats-server writes its pid.
+const NATS_PID_FILE: &str = "nats-server.pid";
+
+/// A dev that was killed (SIGKILL, a crash) could not stop its nats-server,
+/// which would hold the port and the store. With the data dir's lock in hand,
+/// any nats-server still running on this data dir is such a leftover: stop it.
+async fn stop_leftover_nats(data_dir: &Path) {
+    let pid_file = data_dir.join(NATS_PID_FILE);
+    let Some(pid) = std::fs::read_to_string(&pid_file)
+        .ok()
+        .and_then(|p| p.trim().parse::<i32>().ok())
+    else {
+        return;
+    };
+    let store = data_dir.join("nats");
+    let ours = std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        args.first()
+            .is_some_and(|bin| bin.ends_with(b"nats-server"))
+            && args
+                .iter()
+                .any(|a| *a == store.as_os_str().as_encoded_bytes())
+    });
+    if ours {
+        println!("stopping a nats-server (pid {pid}) left running by an earlier keyledger dev");
+        let pid = nix::unistd::Pid::from_raw(pid);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        for _ in 0..100 {
+            if nix::sys::signal::kill(pid, None).is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    }
+    let _ = std::fs::remove_file(pid_file);
+}
+
 fn start_nats(bin: &Path, data_dir: &Path, port: u16) -> anyhow::Result<Child> {
     let log_path = data_dir.join("nats-server.log");
     let log = std::fs::OpenOptions::new()
@@ -207,6 +255,8 @@ fn start_nats(bin: &Path, data_dir: &Path, port: u16) -> anyhow::Result<Child> {
         ])
         .arg("-sd")
         .arg(data_dir.join("nats"))
+        .arg("-P")
+        .arg(data_dir.join(NATS_PID_FILE))
         .stdout(Stdio::from(log.try_clone()?))
         .stderr(Stdio::from(log))
         .kill_on_drop(true)
@@ -246,6 +296,10 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     for addr in &args.node_listen {
         node_listeners.push(serve::bind(*addr).await?);
     }
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
+    let _lock = lock_data_dir(&args.data_dir)?;
+    stop_leftover_nats(&args.data_dir).await;
     let nats_probe = std::net::TcpListener::bind(("127.0.0.1", args.nats_port)).with_context(|| {
         format!(
             "NATS port 127.0.0.1:{} is in use (is another keyledger dev running?); pick another with --nats-port",
@@ -253,13 +307,13 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
         )
     })?;
     drop(nats_probe);
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
-    let _lock = lock_data_dir(&args.data_dir)?;
     let token_text = dev_token(&args.data_dir)?;
     let token = AdminToken::new(&token_text).context("the admin token is not usable")?;
     let (signing, public_path) = dev_signing_key(&args.data_dir)?;
-    let trust = signing.public_key();
+    let feed_options = FeedOptions {
+        trust: signing.public_key(),
+        acknowledged: args.acknowledge_untrusted.iter().copied().collect(),
+    };
     let mut nats = start_nats(&bin, &args.data_dir, args.nats_port)?;
     let nats_url = format!("nats://127.0.0.1:{}", args.nats_port);
     let nats_log = args.data_dir.join("nats-server.log");
@@ -270,7 +324,7 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
         AdminConfig {
             token,
             stream: StreamOptions::default(),
-            feed: FeedOptions::new(trust),
+            feed: feed_options.clone(),
             signing,
             rotate_to: None,
         },
@@ -298,8 +352,7 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     let mut nodes = Vec::new();
     for (i, listener) in node_listeners.into_iter().enumerate() {
         let span = tracing::info_span!("node", n = i + 1);
-        let node =
-            span.in_scope(|| keyledger_node::Node::start(log.clone(), FeedOptions::new(trust)));
+        let node = span.in_scope(|| keyledger_node::Node::start(log.clone(), feed_options.clone()));
         node_addrs.push(listener.local_addr()?);
         servers.spawn(
             serve::serve(listener, node.router(), stopped(stop_rx.clone())).instrument(span),

@@ -39,9 +39,19 @@ pub(crate) async fn shutdown_signal() {
             Err(_) => std::future::pending::<()>().await,
         }
     };
+    // The terminal went away (ssh dropped, window closed): stop as gently.
+    let hangup = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
     tokio::select! {
         () = ctrl_c => {},
         () = term => {},
+        () = hangup => {},
     }
     tracing::info!("shutting down");
 }
