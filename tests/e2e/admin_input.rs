@@ -540,6 +540,10 @@ async fn slow_or_lying_clients_cannot_hold_connections() {
         answer.starts_with("HTTP/1.1 408"),
         "{answer} after {took:?}"
     );
+    assert!(
+        answer.contains(r#""code":"request_timeout""#),
+        "408 has the error shape: {answer}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -22,7 +22,6 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceExt as _;
-use tower_http::timeout::TimeoutLayer;
 
 /// The answer to `/readyz`: the status body, with 200 when its `ready` is
 /// true and 503 otherwise.
@@ -68,9 +67,14 @@ pub async fn serve(
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) {
-    let router = router.layer(TimeoutLayer::with_status_code(
-        StatusCode::REQUEST_TIMEOUT,
-        limits.request_timeout,
+    let timeout = limits.request_timeout;
+    let router = router.layer(axum::middleware::from_fn(
+        move |req: axum::extract::Request, next: axum::middleware::Next| async move {
+            match tokio::time::timeout(timeout, next.run(req)).await {
+                Ok(response) => response,
+                Err(_) => request_timeout(timeout),
+            }
+        },
     ));
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
@@ -131,4 +135,20 @@ pub async fn serve(
     {
         tracing::warn!("in-flight requests did not finish in time; closing them");
     }
+}
+
+/// 408 with the error shape every keyledger answer has; the connection is
+/// closed, since the request's body may not have been read.
+fn request_timeout(limit: Duration) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let body = serde_json::json!({ "error": {
+        "code": "request_timeout",
+        "message": format!("the request took longer than {} s", limit.as_secs()),
+    }});
+    (
+        StatusCode::REQUEST_TIMEOUT,
+        [(axum::http::header::CONNECTION, "close")],
+        axum::Json(body),
+    )
+        .into_response()
 }
