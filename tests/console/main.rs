@@ -64,6 +64,28 @@ async fn rows(browser: &Browser) -> Vec<Value> {
     serde_json::from_value(v).unwrap()
 }
 
+/// Waits until the element `id` is shown.
+async fn visible(browser: &Browser, id: &str) -> bool {
+    browser
+        .until(
+            WAIT,
+            "return !document.getElementById(arguments[0]).hidden",
+            vec![json!(id)],
+        )
+        .await
+}
+
+/// Waits until the text of element `id` holds `text`.
+async fn says(browser: &Browser, id: &str, text: &str) -> bool {
+    browser
+        .until(
+            WAIT,
+            "return document.getElementById(arguments[0]).textContent.includes(arguments[1])",
+            vec![json!(id), json!(text)],
+        )
+        .await
+}
+
 /// Waits until the table shows exactly the keys named `names` (in order).
 async fn shows(browser: &Browser, names: &[&str]) -> bool {
     let want = json!(names);
@@ -144,37 +166,19 @@ async fn an_admin_manages_keys_in_the_console_and_the_nodes_enforce_them() {
         .await;
     browser.click("#login-submit").await;
     assert!(
-        browser
-            .until(
-                WAIT,
-                "return document.getElementById('login-error').textContent.includes('not accepted')",
-                vec![]
-            )
-            .await,
+        says(&browser, "login-error", "not accepted").await,
         "a wrong key gets a clear message"
     );
     browser.type_into("#login-key", &system.bootstrap).await;
     browser.click("#login-submit").await;
     assert!(
-        browser
-            .until(
-                WAIT,
-                "return document.getElementById('login-error').textContent.includes('bootstrap token')",
-                vec![]
-            )
-            .await,
+        says(&browser, "login-error", "bootstrap token").await,
         "the bootstrap token is explained, not accepted"
     );
     browser.type_into("#login-key", &system.token).await;
     browser.click("#login-submit").await;
     assert!(
-        browser
-            .until(
-                WAIT,
-                "return !document.getElementById('keys-view').hidden",
-                vec![]
-            )
-            .await,
+        visible(&browser, "keys-view").await,
         "the API Keys page opens"
     );
     assert!(shows(&browser, &["test admin"]).await);
@@ -465,30 +469,14 @@ async fn an_admin_manages_keys_in_the_console_and_the_nodes_enforce_them() {
         .await;
     assert_eq!(status, StatusCode::CREATED);
     browser.click("#logout").await;
-    assert!(
-        browser
-            .until(
-                WAIT,
-                "return !document.getElementById('login-view').hidden",
-                vec![]
-            )
-            .await
-    );
+    assert!(visible(&browser, "login-view").await);
     let stored = browser.js("return sessionStorage.length", vec![]).await;
     assert_eq!(stored, json!(0), "logging out forgets the admin key");
     browser
         .type_into("#login-key", second["key"].as_str().unwrap())
         .await;
     browser.click("#login-submit").await;
-    assert!(
-        browser
-            .until(
-                WAIT,
-                "return !document.getElementById('keys-view').hidden",
-                vec![]
-            )
-            .await
-    );
+    assert!(visible(&browser, "keys-view").await);
     let (status, _) = system
         .update_key(second["id"].as_str().unwrap(), json!({ "enabled": false }))
         .await;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Args;
 use keyledger_admin::{AdminConfig, AdminToken};
-use keyledger_eventlog::{EventLog, FeedOptions, StreamOptions};
+use keyledger_eventlog::{EventLog, StreamOptions};
 use keyledger_events::SigningKey;
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
@@ -35,16 +35,8 @@ pub(crate) struct DevArgs {
     /// JetStream stream name.
     #[arg(long, env = "KEYLEDGER_STREAM", default_value = "KEYLEDGER")]
     stream: String,
-    /// Stream sequences of messages you have inspected and judged to be
-    /// garbage (comma-separated): admin and the nodes pass over them instead
-    /// of failing closed.
-    #[arg(
-        long,
-        env = "KEYLEDGER_ACKNOWLEDGE_UNTRUSTED",
-        value_delimiter = ',',
-        value_name = "SEQ"
-    )]
-    acknowledge_untrusted: Vec<u64>,
+    #[command(flatten)]
+    acknowledged: crate::Acknowledged,
 }
 
 /// Finds nats-server: `NATS_SERVER_BIN`, then `PATH`, then the project-local install.
@@ -310,10 +302,7 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     let token_text = dev_token(&args.data_dir)?;
     let token = AdminToken::new(&token_text).context("the admin token is not usable")?;
     let (signing, public_path) = dev_signing_key(&args.data_dir)?;
-    let feed_options = FeedOptions {
-        trust: signing.public_key(),
-        acknowledged: args.acknowledge_untrusted.iter().copied().collect(),
-    };
+    let feed_options = args.acknowledged.feed_options(signing.public_key());
     let mut nats = start_nats(&bin, &args.data_dir, args.nats_port)?;
     let nats_url = format!("nats://127.0.0.1:{}", args.nats_port);
     let nats_log = args.data_dir.join("nats-server.log");

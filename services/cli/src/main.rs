@@ -85,10 +85,9 @@ pub(crate) struct Connection {
     pub(crate) stream: String,
 }
 
+/// Operator decisions about untrusted messages.
 #[derive(Args, Clone)]
-struct Common {
-    #[command(flatten)]
-    connection: Connection,
+pub(crate) struct Acknowledged {
     /// Stream sequences of messages you have inspected and judged to be garbage
     /// (comma-separated). They are passed over instead of making keys fail closed.
     #[arg(
@@ -98,6 +97,24 @@ struct Common {
         value_name = "SEQ"
     )]
     acknowledge_untrusted: Vec<u64>,
+}
+
+impl Acknowledged {
+    /// What a feed trusts (`trust`, the first signer) and passes over.
+    pub(crate) fn feed_options(&self, trust: PublicKey) -> FeedOptions {
+        FeedOptions {
+            trust,
+            acknowledged: self.acknowledge_untrusted.iter().copied().collect(),
+        }
+    }
+}
+
+#[derive(Args, Clone)]
+struct Common {
+    #[command(flatten)]
+    connection: Connection,
+    #[command(flatten)]
+    acknowledged: Acknowledged,
     /// File holding the public key of the ledger's first signing key (64 hex
     /// characters); trust follows the chain's rotations from there. Or set
     /// KEYLEDGER_PUBLIC_KEY to the key itself.
@@ -107,10 +124,7 @@ struct Common {
 
 impl Common {
     fn feed_options(&self, trust: PublicKey) -> FeedOptions {
-        FeedOptions {
-            trust,
-            acknowledged: self.acknowledge_untrusted.iter().copied().collect(),
-        }
+        self.acknowledged.feed_options(trust)
     }
 }
 
