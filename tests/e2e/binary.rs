@@ -12,8 +12,31 @@ fn every_command_has_help() {
     for (cmd, must) in [
         (
             vec!["--help"],
-            vec!["admin", "node", "dev", "keygen", "audit"],
+            vec!["admin", "node", "dev", "keygen", "audit", "keys"],
         ),
+        (
+            vec!["keys", "--help"],
+            vec![
+                "create",
+                "list",
+                "get",
+                "update",
+                "disable",
+                "enable",
+                "remove",
+                "KEYLEDGER_ADMIN_URL",
+            ],
+        ),
+        (
+            vec!["keys", "create", "--help"],
+            vec!["--read-write", "--admin", "--json"],
+        ),
+        (vec!["keys", "remove", "--help"], vec!["--yes"]),
+        (
+            vec!["node", "--help"],
+            vec!["--max-staleness", "KEYLEDGER_MAX_STALENESS"],
+        ),
+        (vec!["dev", "--help"], vec!["--acknowledge-untrusted"]),
         (
             vec!["admin", "--help"],
             vec![

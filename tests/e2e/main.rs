@@ -11,6 +11,7 @@
 mod admin_input;
 mod audit;
 mod binary;
+mod cli;
 mod concurrency;
 mod eventlog;
 mod freshness;

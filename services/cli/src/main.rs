@@ -3,6 +3,7 @@
 
 mod audit;
 mod dev;
+mod keys;
 mod serve;
 
 use std::net::SocketAddr;
@@ -59,6 +60,13 @@ enum Cmd {
         signing.key.pub) to check signatures against the key you trust."
     )]
     Audit(audit::AuditArgs),
+    /// Manage API keys through the admin API: create, list, get, update, disable, enable, remove.
+    #[command(
+        after_help = "Talks to --admin-url (KEYLEDGER_ADMIN_URL) with an admin key from KEYLEDGER_ADMIN_KEY \
+        or --admin-key-file. Tables for people, --json for scripts; errors exit 1 with the API's code \
+        and message."
+    )]
+    Keys(keys::KeysArgs),
     /// Make a new Ed25519 signing key for keyledger admin (and its public key for nodes and auditors).
     Keygen(KeygenArgs),
     /// Quick start: nats-server, an admin service and two nodes, in one process.
@@ -191,7 +199,7 @@ pub(crate) fn parse_seconds(raw: &str) -> Result<std::time::Duration, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Auditors read reports, not service logs.
-    let quiet = matches!(cli.command, Cmd::Audit(_) | Cmd::Keygen(_));
+    let quiet = matches!(cli.command, Cmd::Audit(_) | Cmd::Keygen(_) | Cmd::Keys(_));
     init_logging(cli.log_format, if quiet { "warn" } else { "info" });
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -205,6 +213,7 @@ fn main() -> ExitCode {
             Cmd::Admin(args) => admin(args).await.map(|()| ExitCode::SUCCESS),
             Cmd::Node(args) => node(args).await.map(|()| ExitCode::SUCCESS),
             Cmd::Audit(args) => audit::run(args).await,
+            Cmd::Keys(args) => keys::run(args).await,
             Cmd::Keygen(args) => keygen(&args).map(|()| ExitCode::SUCCESS),
             Cmd::Dev(args) => dev::run(args).await.map(|()| ExitCode::SUCCESS),
         }
