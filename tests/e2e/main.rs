@@ -16,5 +16,6 @@ mod concurrency;
 mod eventlog;
 mod freshness;
 mod lifecycle;
+mod metrics;
 mod poison;
 mod secrets;

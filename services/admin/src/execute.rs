@@ -103,6 +103,7 @@ pub(crate) async fn execute(
                     .map(|e| e.change.type_name())
                     .collect();
                 tracing::info!(%key_id, seq, events = ?kinds, actor = %ctx.actor.label(), "appended");
+                state.metrics.appended();
                 return Ok(Appended {
                     seq,
                     view: KeyView::after(before, seq, &commit),
@@ -110,6 +111,7 @@ pub(crate) async fn execute(
             }
             Err(AppendError::Conflict { expected }) => {
                 tracing::info!(%key_id, expected, attempt, "lost the race for the stream; deciding again");
+                state.metrics.append_conflicts.inc();
                 catch_up(state).await?;
             }
             Err(AppendError::NotSent(reason)) => {

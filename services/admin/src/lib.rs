@@ -19,6 +19,7 @@ mod execute;
 mod history;
 mod json;
 mod keys;
+mod metrics;
 mod request;
 mod service;
 mod token;

@@ -16,6 +16,7 @@ use tokio::sync::{Mutex, watch};
 use tracing::Instrument;
 
 use crate::json::BODY_LIMIT;
+use crate::metrics::AdminMetrics;
 use crate::{AdminToken, ApiError, history, keys, request};
 
 /// How to run the admin service.
@@ -44,6 +45,7 @@ pub(crate) struct AppState {
     pub(crate) chain: SharedChain,
     pub(crate) signing: SigningKey,
     pub(crate) rotate_to: Option<SigningKey>,
+    pub(crate) metrics: AdminMetrics,
 }
 
 /// A running admin service: its feed task and its router.
@@ -80,6 +82,7 @@ impl Admin {
             chain,
             signing: config.signing,
             rotate_to: config.rotate_to,
+            metrics: AdminMetrics::new(),
         });
         Ok(Self { state, feed_task })
     }
@@ -112,10 +115,15 @@ impl Admin {
                 get(|| async { Json(json!({ "status": "ok" })) }),
             )
             .route("/readyz", get(readyz))
+            .route("/metrics", get(metrics))
             .merge(crate::console::routes())
             .fallback(|| async { ApiError::RouteNotFound })
             .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
             .layer(DefaultBodyLimit::max(BODY_LIMIT))
+            .layer(middleware::from_fn_with_state(
+                self.state.metrics.http.clone(),
+                keyledger_http::count_requests,
+            ))
             .layer(middleware::from_fn_with_state(
                 self.state.clone(),
                 request::request_id,
@@ -150,6 +158,17 @@ fn status_body(state: &AppState) -> serde_json::Value {
 
 async fn status(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     Json(status_body(&state))
+}
+
+/// Prometheus metrics (unauthenticated, like `/readyz`: counts and
+/// sequences, never keys, names or ids).
+async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    let head = tokio::time::timeout(std::time::Duration::from_secs(1), state.log.head())
+        .await
+        .ok()
+        .and_then(Result::ok);
+    state.metrics.update(&status_body(&state), head);
+    state.metrics.http.render()
 }
 
 /// Readiness for load balancers and orchestrators: unauthenticated, so it

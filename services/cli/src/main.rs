@@ -193,7 +193,9 @@ pub(crate) fn parse_seconds(raw: &str) -> Result<std::time::Duration, String> {
         .ok()
         .filter(|s| s.is_finite() && *s > 0.0 && *s <= 86_400.0)
         .map(std::time::Duration::from_secs_f64)
-        .ok_or_else(|| format!("{raw:?} is not a number of seconds above 0 and at most 86400, like 5 or 0.5"))
+        .ok_or_else(|| {
+            format!("{raw:?} is not a number of seconds above 0 and at most 86400, like 5 or 0.5")
+        })
 }
 
 fn main() -> ExitCode {

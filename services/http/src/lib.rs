@@ -10,6 +10,10 @@
 //!                                                      graceful shutdown: stop accepting, finish in-flight
 //! ```
 
+mod metrics;
+
+pub use metrics::{Metrics, RouteStatus, count_requests};
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;

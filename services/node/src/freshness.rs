@@ -32,6 +32,8 @@ pub const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(5);
 #[derive(Debug, Default)]
 pub(crate) struct Freshness {
     confirmed: std::sync::Mutex<Option<Instant>>,
+    /// The stream head at the last probe that reached the stream.
+    head: std::sync::atomic::AtomicU64,
 }
 
 impl Freshness {
@@ -39,6 +41,11 @@ impl Freshness {
         if let Ok(mut confirmed) = self.confirmed.lock() {
             *confirmed = Some(confirmed.map_or(at, |c| c.max(at)));
         }
+    }
+
+    /// The stream head at the last probe that reached the stream, if any did.
+    pub(crate) fn head(&self) -> Option<u64> {
+        Some(self.head.load(std::sync::atomic::Ordering::Acquire)).filter(|h| *h > 0)
     }
 
     /// How long ago the node last confirmed it had applied the stream's
@@ -67,6 +74,9 @@ pub(crate) async fn watchdog(
     loop {
         let asked = Instant::now();
         if let Ok(Ok(head)) = tokio::time::timeout(probe, log.head()).await {
+            freshness
+                .head
+                .store(head, std::sync::atomic::Ordering::Release);
             let applied = tokio::time::timeout(probe, feed.wait_for(|f| f.position >= head)).await;
             if matches!(applied, Ok(Ok(_))) {
                 freshness.confirm(asked);

@@ -23,18 +23,38 @@ use futures::future::{BoxFuture, FutureExt};
 use keyledger_projections::{Access, Grant, ValidationTable};
 use tower::{Layer, Service};
 
+use crate::metrics::NodeMetrics;
 use crate::verify::{check, denial_response};
 
 /// Wraps a service so that every request must present an allowed key.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct KeyAuthLayer {
     table: Arc<ValidationTable>,
+    metrics: Option<NodeMetrics>,
 }
 
 impl KeyAuthLayer {
     /// A layer that checks keys against `table`.
     pub fn new(table: Arc<ValidationTable>) -> Self {
-        Self { table }
+        Self {
+            table,
+            metrics: None,
+        }
+    }
+
+    /// A layer that also counts each validation in a node's metrics
+    /// ([`crate::Node::layer`] makes one).
+    pub(crate) fn with_metrics(table: Arc<ValidationTable>, metrics: NodeMetrics) -> Self {
+        Self {
+            table,
+            metrics: Some(metrics),
+        }
+    }
+}
+
+impl std::fmt::Debug for KeyAuthLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyAuthLayer").finish_non_exhaustive()
     }
 }
 
@@ -45,15 +65,23 @@ impl<S> Layer<S> for KeyAuthLayer {
         KeyAuth {
             inner,
             table: self.table.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 }
 
 /// The service [`KeyAuthLayer`] makes.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct KeyAuth<S> {
     inner: S,
     table: Arc<ValidationTable>,
+    metrics: Option<NodeMetrics>,
+}
+
+impl<S> std::fmt::Debug for KeyAuth<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyAuth").finish_non_exhaustive()
+    }
 }
 
 impl<S, B> Service<Request<B>> for KeyAuth<S>
@@ -74,7 +102,7 @@ where
         // In process, the request's own method is the truth: headers such as
         // X-Forwarded-Method come from the client and are not trusted here.
         let access = Access::for_method(req.method().as_str());
-        match check(&self.table, req.headers(), access) {
+        match check(&self.table, self.metrics.as_ref(), req.headers(), access) {
             Ok(grant) => {
                 req.extensions_mut().insert::<Grant>(grant);
                 // Take the service that was driven to readiness; leave a clone.

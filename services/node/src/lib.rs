@@ -14,6 +14,7 @@
 mod credentials;
 mod freshness;
 mod layer;
+mod metrics;
 mod service;
 mod verify;
 

@@ -16,7 +16,8 @@ use tracing::Instrument;
 
 use crate::KeyAuthLayer;
 use crate::freshness::{DEFAULT_MAX_STALENESS, Freshness, watchdog};
-use crate::verify::verify;
+use crate::metrics::NodeMetrics;
+use crate::verify::{Verifier, verify};
 
 /// A running API node: the validation table and the task that feeds it.
 pub struct Node {
@@ -26,6 +27,7 @@ pub struct Node {
     feed: watch::Receiver<FeedState>,
     freshness: Arc<Freshness>,
     max_staleness: Duration,
+    metrics: NodeMetrics,
     feed_task: tokio::task::JoinHandle<()>,
     watchdog_task: tokio::task::JoinHandle<()>,
 }
@@ -38,6 +40,7 @@ struct NodeState {
     feed: watch::Receiver<FeedState>,
     freshness: Arc<Freshness>,
     max_staleness: Duration,
+    metrics: NodeMetrics,
 }
 
 impl Node {
@@ -84,6 +87,7 @@ impl Node {
             feed: feed_rx,
             freshness,
             max_staleness,
+            metrics: NodeMetrics::new(),
             feed_task,
             watchdog_task,
         }
@@ -109,20 +113,26 @@ impl Node {
             feed: self.feed.clone(),
             freshness: self.freshness.clone(),
             max_staleness: self.max_staleness,
+            metrics: self.metrics.clone(),
+        };
+        let verifier = Verifier {
+            table: self.table.clone(),
+            metrics: self.metrics.clone(),
         };
         let example = Router::new()
             .route("/example/items", get(list_items).post(create_item))
             .with_state(ExampleItems::default())
-            .layer(KeyAuthLayer::new(self.table.clone()));
+            .layer(self.layer());
         Router::new()
-            .route("/v1/verify", any(verify).with_state(self.table.clone()))
+            .route("/v1/verify", any(verify).with_state(verifier.clone()))
             // Envoy's ext_authz appends the original path to its path_prefix.
             .route(
                 "/v1/verify/{*original_path}",
-                any(verify).with_state(self.table.clone()),
+                any(verify).with_state(verifier),
             )
             .route("/v1/status", get(status).with_state(state.clone()))
-            .route("/readyz", get(readyz).with_state(state))
+            .route("/readyz", get(readyz).with_state(state.clone()))
+            .route("/metrics", get(metrics).with_state(state))
             .route(
                 "/healthz",
                 get(|| async { Json(json!({ "status": "ok" })) }),
@@ -136,6 +146,15 @@ impl Node {
                     "method not allowed on this route",
                 )
             })
+            .layer(axum::middleware::from_fn_with_state(
+                self.metrics.http().clone(),
+                keyledger_http::count_requests,
+            ))
+    }
+
+    /// [`KeyAuthLayer`] on this node's table, counting in its `/metrics`.
+    pub fn layer(&self) -> KeyAuthLayer {
+        KeyAuthLayer::with_metrics(self.table.clone(), self.metrics.clone())
     }
 }
 
@@ -183,6 +202,13 @@ fn status_body(state: &NodeState) -> Value {
 
 async fn status(State(state): State<NodeState>) -> impl IntoResponse {
     Json(status_body(&state))
+}
+
+async fn metrics(State(state): State<NodeState>) -> impl IntoResponse {
+    state
+        .metrics
+        .update(&status_body(&state), state.freshness.head());
+    state.metrics.render()
 }
 
 async fn readyz(State(state): State<NodeState>) -> impl IntoResponse {

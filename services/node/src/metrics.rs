@@ -1,0 +1,210 @@
+//! A node's Prometheus series: validations by outcome and their latency,
+//! the applied sequence and the lag behind the stream head, events applied,
+//! untrusted messages, readiness and staleness; plus HTTP requests by route
+//! and status (from [`keyledger_http::Metrics`]).
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use keyledger_projections::{Denial, Grant};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+
+/// The `outcome` label of a validation.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Outcome {
+    outcome: &'static str,
+}
+
+/// Every outcome a validation can have, in [`outcome_index`] order.
+const OUTCOMES: [&str; 11] = [
+    "ok",
+    "unknown",
+    "disabled",
+    "read_only_denied",
+    "malformed",
+    "missing",
+    "conflicting",
+    "admin_key",
+    "state_unknown",
+    "not_ready",
+    "stale",
+];
+
+fn outcome_index(result: &Result<Grant, Denial>) -> usize {
+    match result {
+        Ok(_) => 0,
+        Err(Denial::Unknown) => 1,
+        Err(Denial::Disabled) => 2,
+        Err(Denial::ReadOnly { .. }) => 3,
+        Err(Denial::Malformed(_)) => 4,
+        Err(Denial::Missing) => 5,
+        Err(Denial::Conflicting) => 6,
+        Err(Denial::AdminKey) => 7,
+        Err(Denial::StateUnknown) => 8,
+        Err(Denial::NotReady) => 9,
+        Err(Denial::Stale) => 10,
+    }
+}
+
+/// A node's metrics.
+#[derive(Clone)]
+pub(crate) struct NodeMetrics {
+    http: keyledger_http::Metrics,
+    /// One counter per outcome, resolved once so that counting is one atomic add.
+    validations: [Counter; OUTCOMES.len()],
+    latency: Histogram,
+    applied_seq: Gauge,
+    lag: Gauge,
+    events_applied: Counter,
+    untrusted: Counter,
+    poisoned_keys: Gauge,
+    ready: Gauge,
+    stale: Gauge,
+    /// What the cumulative counters were at the last scrape.
+    last: std::sync::Arc<Mutex<(u64, u64)>>,
+}
+
+impl NodeMetrics {
+    pub(crate) fn new() -> Self {
+        let http = keyledger_http::Metrics::new("node");
+        let family = Family::<Outcome, Counter>::default();
+        let validations =
+            OUTCOMES.map(|outcome| family.get_or_create(&Outcome { outcome }).clone());
+        // 100 ns to about 50 ms.
+        let latency = Histogram::new(exponential_buckets(1e-7, 2.0, 20));
+        let metrics = Self {
+            http,
+            validations,
+            latency,
+            applied_seq: Gauge::default(),
+            lag: Gauge::default(),
+            events_applied: Counter::default(),
+            untrusted: Counter::default(),
+            poisoned_keys: Gauge::default(),
+            ready: Gauge::default(),
+            stale: Gauge::default(),
+            last: std::sync::Arc::default(),
+        };
+        {
+            let mut r = metrics.http.registry();
+            r.register("validations", "Key validations, by outcome", family);
+            r.register(
+                "validation_duration_seconds",
+                "Time to validate a presented key in process",
+                metrics.latency.clone(),
+            );
+            r.register(
+                "applied_seq",
+                "Last stream sequence applied",
+                metrics.applied_seq.clone(),
+            );
+            r.register(
+                "stream_lag",
+                "Messages in the stream not yet applied (head at the last probe minus applied)",
+                metrics.lag.clone(),
+            );
+            r.register(
+                "events_applied",
+                "Trusted events applied",
+                metrics.events_applied.clone(),
+            );
+            r.register(
+                "untrusted_messages",
+                "Messages that failed hash, link, signature or decoding checks (the alarm)",
+                metrics.untrusted.clone(),
+            );
+            r.register(
+                "poisoned_keys",
+                "Keys that fail closed",
+                metrics.poisoned_keys.clone(),
+            );
+            r.register(
+                "ready",
+                "1 when the node validates keys",
+                metrics.ready.clone(),
+            );
+            r.register(
+                "stale",
+                "1 when the node cannot confirm it is up to date, so every key fails closed",
+                metrics.stale.clone(),
+            );
+        }
+        metrics
+    }
+
+    /// The HTTP metrics (for the request-counting middleware).
+    pub(crate) fn http(&self) -> &keyledger_http::Metrics {
+        &self.http
+    }
+
+    /// Counts one validation and its latency.
+    pub(crate) fn observe(&self, result: &Result<Grant, Denial>, took: Duration) {
+        self.validations[outcome_index(result)].inc();
+        self.latency.observe(took.as_secs_f64());
+    }
+
+    /// Brings the scrape-time series up to date from the node's status.
+    pub(crate) fn update(&self, status: &serde_json::Value, head: Option<u64>) {
+        let applied = status["applied_seq"].as_u64().unwrap_or(0);
+        self.applied_seq
+            .set(i64::try_from(applied).unwrap_or(i64::MAX));
+        if let Some(head) = head {
+            self.lag
+                .set(i64::try_from(head.saturating_sub(applied)).unwrap_or(i64::MAX));
+        }
+        self.ready.set(i64::from(status["ready"] == true));
+        self.stale.set(i64::from(status["stale"] == true));
+        let poisoned = status["poisoned_keys"].as_array().map_or(0, Vec::len);
+        self.poisoned_keys
+            .set(i64::try_from(poisoned).unwrap_or(i64::MAX));
+        let trusted = status["chain"]["trusted_events"].as_u64().unwrap_or(0);
+        let refused = status["chain"]["untrusted_messages"].as_u64().unwrap_or(0);
+        let mut last = self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.events_applied.inc_by(trusted.saturating_sub(last.0));
+        self.untrusted.inc_by(refused.saturating_sub(last.1));
+        *last = (last.0.max(trusted), last.1.max(refused));
+    }
+
+    /// `/metrics`.
+    pub(crate) fn render(&self) -> axum::response::Response {
+        self.http.render()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_denial_has_its_own_outcome() {
+        let denials = [
+            Denial::Unknown,
+            Denial::Disabled,
+            Denial::ReadOnly {
+                key_id: keyledger_events::KeyId::from_parts(1, [1; 10]),
+            },
+            Denial::Malformed(keyledger_events::KeyFormatError::Length),
+            Denial::Missing,
+            Denial::Conflicting,
+            Denial::AdminKey,
+            Denial::StateUnknown,
+            Denial::NotReady,
+            Denial::Stale,
+        ];
+        let mut seen: Vec<usize> = denials
+            .into_iter()
+            .map(|d| outcome_index(&Err(d)))
+            .collect();
+        seen.push(0);
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), OUTCOMES.len());
+    }
+}
