@@ -12,6 +12,7 @@ mod admin_input;
 mod audit;
 mod binary;
 mod cli;
+mod cluster;
 mod concurrency;
 mod eventlog;
 mod freshness;

@@ -10,6 +10,7 @@
 //! ```
 
 mod browser;
+mod cluster;
 mod nats;
 mod process;
 mod proxy;
@@ -17,6 +18,7 @@ mod stats;
 mod system;
 
 pub use browser::Browser;
+pub use cluster::{NatsCluster, cluster_config};
 pub use nats::{NatsServer, nats_server_bin};
 pub use process::{Process, free_port};
 pub use proxy::TcpProxy;

@@ -151,7 +151,10 @@ impl EventLog {
                     }
                 }
             })
-            .connect(url)
+            .connect(server_addrs(url).map_err(|reason| EventLogError::Unreachable {
+                url: shown.clone(),
+                reason,
+            })?)
             .await
             .map_err(|e| EventLogError::Unreachable {
                 url: shown.clone(),
@@ -463,13 +466,37 @@ impl EventLog {
 }
 
 /// Drops user:password from a URL before it is shown.
+/// A NATS URL, or a comma-separated list of them (the members of a
+/// cluster), without credentials.
 fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
-        }
-        _ => url.to_owned(),
-    }
+    url.split(',')
+        .map(|one| {
+            let one = one.trim();
+            match (one.find("://"), one.rfind('@')) {
+                (Some(scheme), Some(at)) if at > scheme => {
+                    format!("{}://***@{}", &one[..scheme], &one[at + 1..])
+                }
+                _ => one.to_owned(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The servers a URL names: one, or a comma-separated list (a cluster's members).
+fn server_addrs(url: &str) -> Result<Vec<async_nats::ServerAddr>, String> {
+    url.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(|u| u.parse::<async_nats::ServerAddr>().map_err(|e| e.to_string()))
+        .collect::<Result<Vec<_>, _>>()
+        .and_then(|addrs| {
+            if addrs.is_empty() {
+                Err("no server URL given".to_owned())
+            } else {
+                Ok(addrs)
+            }
+        })
 }
 
 #[cfg(test)]
@@ -480,5 +507,11 @@ mod tests {
     fn credentials_are_not_shown() {
         assert_eq!(redact_url("nats://u:p@h:4222"), "nats://***@h:4222");
         assert_eq!(redact_url("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
+        assert_eq!(
+            redact_url("nats://u:p@a:4222, nats://b:4222"),
+            "nats://***@a:4222,nats://b:4222"
+        );
+        assert_eq!(super::server_addrs("nats://a:4222,nats://b:4223").unwrap().len(), 2);
+        assert!(super::server_addrs(" , ").is_err());
     }
 }
