@@ -13,6 +13,7 @@ mod audit;
 mod binary;
 mod cli;
 mod cluster;
+mod compose;
 mod concurrency;
 mod eventlog;
 mod freshness;

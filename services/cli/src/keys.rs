@@ -532,3 +532,36 @@ fn confirm(question: &str) -> anyhow::Result<bool> {
     stdin.lock().read_line(&mut answer)?;
     Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
 }
+
+#[derive(Args)]
+pub(crate) struct HealthcheckArgs {
+    /// The URL to ask. By default the readiness probe of the service on
+    /// KEYLEDGER_LISTEN (0.0.0.0 is asked on 127.0.0.1), else 127.0.0.1:8080.
+    #[arg(long)]
+    url: Option<String>,
+}
+
+/// `keyledger healthcheck`: 0 when the service answers 2xx within 3 s.
+pub(crate) async fn healthcheck(args: &HealthcheckArgs) -> anyhow::Result<ExitCode> {
+    let url = args.url.clone().unwrap_or_else(|| {
+        let listen = std::env::var("KEYLEDGER_LISTEN").unwrap_or_else(|_| "127.0.0.1:8080".into());
+        let local = listen
+            .replace("0.0.0.0", "127.0.0.1")
+            .replace("[::]", "[::1]");
+        format!("http://{local}/readyz")
+    });
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()?;
+    match http.get(&url).send().await {
+        Ok(r) if r.status().is_success() => Ok(ExitCode::SUCCESS),
+        Ok(r) => {
+            eprintln!("{url} answered {}", r.status());
+            Ok(ExitCode::FAILURE)
+        }
+        Err(e) => {
+            eprintln!("{url}: {}", root_cause(&e));
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}

@@ -67,6 +67,8 @@ enum Cmd {
         and message."
     )]
     Keys(keys::KeysArgs),
+    /// Exit 0 when a keyledger service answers its readiness probe (for a container HEALTHCHECK).
+    Healthcheck(keys::HealthcheckArgs),
     /// Make a new Ed25519 signing key for keyledger admin (and its public key for nodes and auditors).
     Keygen(KeygenArgs),
     /// Quick start: nats-server, an admin service and two nodes, in one process.
@@ -201,7 +203,10 @@ pub(crate) fn parse_seconds(raw: &str) -> Result<std::time::Duration, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Auditors read reports, not service logs.
-    let quiet = matches!(cli.command, Cmd::Audit(_) | Cmd::Keygen(_) | Cmd::Keys(_));
+    let quiet = matches!(
+        cli.command,
+        Cmd::Audit(_) | Cmd::Keygen(_) | Cmd::Keys(_) | Cmd::Healthcheck(_)
+    );
     init_logging(cli.log_format, if quiet { "warn" } else { "info" });
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -216,6 +221,7 @@ fn main() -> ExitCode {
             Cmd::Node(args) => node(args).await.map(|()| ExitCode::SUCCESS),
             Cmd::Audit(args) => audit::run(args).await,
             Cmd::Keys(args) => keys::run(args).await,
+            Cmd::Healthcheck(args) => keys::healthcheck(&args).await,
             Cmd::Keygen(args) => keygen(&args).map(|()| ExitCode::SUCCESS),
             Cmd::Dev(args) => dev::run(args).await.map(|()| ExitCode::SUCCESS),
         }

@@ -488,7 +488,10 @@ fn server_addrs(url: &str) -> Result<Vec<async_nats::ServerAddr>, String> {
     url.split(',')
         .map(str::trim)
         .filter(|u| !u.is_empty())
-        .map(|u| u.parse::<async_nats::ServerAddr>().map_err(|e| e.to_string()))
+        .map(|u| {
+            u.parse::<async_nats::ServerAddr>()
+                .map_err(|e| e.to_string())
+        })
         .collect::<Result<Vec<_>, _>>()
         .and_then(|addrs| {
             if addrs.is_empty() {
@@ -511,7 +514,12 @@ mod tests {
             redact_url("nats://u:p@a:4222, nats://b:4222"),
             "nats://***@a:4222,nats://b:4222"
         );
-        assert_eq!(super::server_addrs("nats://a:4222,nats://b:4223").unwrap().len(), 2);
+        assert_eq!(
+            super::server_addrs("nats://a:4222,nats://b:4223")
+                .unwrap()
+                .len(),
+            2
+        );
         assert!(super::server_addrs(" , ").is_err());
     }
 }
