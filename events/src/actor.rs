@@ -8,7 +8,7 @@ use crate::{KeyId, Prefix};
 ///
 /// The wire form is an object tagged by `type`: `{"type":"bootstrap"}` or
 /// `{"type":"admin_key","key_id":"…","prefix":"…"}`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Actor {
     /// The operator's bootstrap admin token (`KEYLEDGER_ADMIN_TOKEN`). It can
@@ -35,7 +35,7 @@ impl Actor {
 
 /// Where a command came from. Every field is optional: events written before
 /// origins were recorded (schema version 1) have none.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Origin {
     /// The client's IP address as the admin service saw it.

@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 
 /// One stored message: its stream sequence, when and where it was stored,
 /// and its payload (as JSON when it is JSON, else as hex).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExportLine {
     /// Stream sequence.
@@ -20,6 +20,7 @@ pub struct ExportLine {
     pub subject: String,
     /// The stored message, when it is JSON (it is, unless someone wrote garbage).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub payload: Option<Value>,
     /// The stored bytes as lowercase hex, when they are not JSON.
     #[serde(default, skip_serializing_if = "Option::is_none")]

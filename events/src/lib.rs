@@ -25,6 +25,7 @@ mod key_id;
 mod key_material;
 mod key_name;
 mod request_id;
+mod schema;
 mod signing;
 mod wire;
 

@@ -38,7 +38,7 @@ pub struct Finding {
 }
 
 /// One event of a key's timeline, for people: what changed, who, when, from where.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct HistoryEntry {
     /// Stream sequence of the message that holds it.
     pub seq: u64,

@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 use crate::Projection;
 
 /// What admins see of a key: never its secret or hash.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct KeyView {
     /// The key's id.
     pub id: KeyId,

@@ -19,5 +19,6 @@ mod eventlog;
 mod freshness;
 mod lifecycle;
 mod metrics;
+mod openapi;
 mod poison;
 mod secrets;

@@ -13,13 +13,15 @@ use crate::ApiError;
 use crate::execute::catch_up;
 use crate::json::QueryParams;
 use crate::keys::KeyIdPath;
+use crate::openapi::ErrorBody;
 use crate::service::AppState;
 
 const DEFAULT_LIMIT: u64 = 100;
 const MAX_LIMIT: u64 = 1000;
 
-#[derive(Serialize)]
-struct KeyHistory {
+/// A key's history.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct KeyHistory {
     key_id: keyledger_events::KeyId,
     removed: bool,
     history: Vec<HistoryEntry>,
@@ -33,6 +35,13 @@ fn unavailable(e: &keyledger_eventlog::EventLogError) -> ApiError {
 /// `GET /v1/keys/{id}/history`: every event about the key, in stream order,
 /// removed keys included. Messages this service did not trust are listed as
 /// `Untrusted`, with the reason.
+#[utoipa::path(get, path = "/v1/keys/{id}/history", tag = "audit", security(("admin_key" = [])),
+    params(("id" = String, Path, description = "The key's id (removed keys too)")),
+    responses(
+        (status = 200, description = "Every event about the key, in stream order", body = KeyHistory),
+        (status = 401, description = "No valid admin credential", body = ErrorBody),
+        (status = 404, description = "No such key", body = ErrorBody),
+    ))]
 pub(crate) async fn key_history(
     State(state): State<Arc<AppState>>,
     KeyIdPath(id): KeyIdPath,
@@ -87,24 +96,30 @@ pub(crate) async fn key_history(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct EventsParams {
+    /// First stream sequence (default 1).
+    #[param(value_type = Option<u64>)]
     since: Option<String>,
+    /// Messages at most, 1 to 1000 (default 100).
+    #[param(value_type = Option<u32>)]
     limit: Option<String>,
 }
 
 /// A stored message as the export writes it, and why it was not trusted.
-#[derive(Serialize)]
-struct StoredLine {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct StoredLine {
     #[serde(flatten)]
     line: ExportLine,
     #[serde(skip_serializing_if = "Option::is_none")]
     untrusted: Option<String>,
 }
 
-#[derive(Serialize)]
-struct EventsPage {
+/// A page of the stream.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct EventsPage {
     events: Vec<StoredLine>,
     /// Pass as `since` for the next page, or to poll for what comes next.
     next_since: u64,
@@ -134,6 +149,13 @@ fn number(raw: Option<&str>, name: &str, default: u64, max: u64) -> Result<u64, 
 
 /// `GET /v1/events?since=SEQ&limit=N`: the stored messages from `since` on,
 /// as `keyledger audit export` writes them (so a page can be verified).
+#[utoipa::path(get, path = "/v1/events", tag = "audit", security(("admin_key" = [])),
+    params(EventsParams),
+    responses(
+        (status = 200, description = "Stored messages from `since` on", body = EventsPage),
+        (status = 400, description = "Bad query", body = ErrorBody),
+        (status = 401, description = "No valid admin credential", body = ErrorBody),
+    ))]
 pub(crate) async fn events(
     State(state): State<Arc<AppState>>,
     QueryParams(params): QueryParams<EventsParams>,

@@ -16,62 +16,84 @@ use uuid::Uuid;
 use crate::ApiError;
 use crate::execute::{catch_up, execute};
 use crate::json::{JsonBody, QueryParams};
+use crate::openapi::ErrorBody;
 use crate::request::RequestContext;
 use crate::service::AppState;
 
 const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 500;
 
-#[derive(Deserialize)]
+/// A new key.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateKey {
+    /// Display name, 1 to 200 characters.
     name: String,
+    /// Read-only (GET, HEAD, OPTIONS). Defaults to true for API keys, false for admin keys.
     read_only: Option<bool>,
+    /// An admin key: manages keys through this API, never accepted by nodes.
     admin: Option<bool>,
 }
 
-#[derive(Deserialize)]
+/// Changes to a key: each field given and different becomes its own event.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct UpdateKey {
+    /// New display name.
     name: Option<String>,
+    /// New scope.
     read_only: Option<bool>,
+    /// Enable or disable.
     enabled: Option<bool>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ListParams {
+    /// A case-insensitive part of the name, or the key's leading characters.
     q: Option<String>,
+    /// Keys per page, 1 to 500 (default 50).
+    #[param(value_type = Option<u32>)]
     limit: Option<String>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
-#[derive(Serialize)]
-struct Created {
+/// A created key, with its secret: shown this once.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Created {
     #[serde(flatten)]
     view: KeyView,
-    /// Shown this once.
+    /// The key itself. Shown this once, never stored.
     key: String,
+    /// Stream sequence of the `Created` event.
     seq: u64,
 }
 
-#[derive(Serialize)]
-struct Changed {
+/// A key after a change.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Changed {
     #[serde(flatten)]
     view: KeyView,
+    /// Stream sequence of the last event this request appended.
     seq: u64,
 }
 
-#[derive(Serialize)]
-struct RemovedKey {
+/// A removed key.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct RemovedKey {
     id: KeyId,
     removed: bool,
+    /// Stream sequence of the `Removed` event.
     seq: u64,
 }
 
-#[derive(Serialize)]
-struct Listing {
+/// A page of keys.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Listing {
     keys: Vec<KeyView>,
+    /// Pass as `cursor` for the next page; null on the last.
     next_cursor: Option<String>,
 }
 
@@ -104,6 +126,16 @@ impl<S: Send + Sync> FromRequestParts<S> for KeyIdPath {
     }
 }
 
+#[utoipa::path(post, path = "/v1/keys", tag = "keys", security(("admin_key" = [])),
+    request_body = CreateKey,
+    responses(
+        (status = 201, description = "Created; the key is in this answer only", body = Created),
+        (status = 400, description = "Unreadable body", body = ErrorBody),
+        (status = 401, description = "No valid admin credential", body = ErrorBody),
+        (status = 403, description = "The credential may not do this", body = ErrorBody),
+        (status = 422, description = "Invalid content", body = ErrorBody),
+        (status = 503, description = "Replaying, sealed or NATS unreachable", body = ErrorBody),
+    ))]
 pub(crate) async fn create(
     State(state): State<Arc<AppState>>,
     Extension(ctx): Extension<RequestContext>,
@@ -167,6 +199,13 @@ pub(crate) async fn create(
     Ok((StatusCode::CREATED, Json(body)))
 }
 
+#[utoipa::path(get, path = "/v1/keys", tag = "keys", security(("admin_key" = [])),
+    params(ListParams),
+    responses(
+        (status = 200, description = "A page of keys in creation order", body = Listing),
+        (status = 400, description = "Bad query", body = ErrorBody),
+        (status = 401, description = "No valid admin credential", body = ErrorBody),
+    ))]
 pub(crate) async fn list(
     State(state): State<Arc<AppState>>,
     QueryParams(params): QueryParams<ListParams>,
@@ -203,6 +242,13 @@ pub(crate) async fn list(
     }))
 }
 
+#[utoipa::path(get, path = "/v1/keys/{id}", tag = "keys", security(("admin_key" = [])),
+    params(("id" = String, Path, description = "The key's id")),
+    responses(
+        (status = 200, description = "The key", body = KeyView),
+        (status = 401, description = "No valid admin credential", body = ErrorBody),
+        (status = 404, description = "No such key", body = ErrorBody),
+    ))]
 pub(crate) async fn get(
     State(state): State<Arc<AppState>>,
     KeyIdPath(id): KeyIdPath,
@@ -220,6 +266,17 @@ pub(crate) async fn get(
         .ok_or(ApiError::KeyNotFound(Some(id)))
 }
 
+#[utoipa::path(patch, path = "/v1/keys/{id}", tag = "keys", security(("admin_key" = [])),
+    params(("id" = String, Path, description = "The key's id")),
+    request_body = UpdateKey,
+    responses(
+        (status = 200, description = "The key after the change", body = Changed),
+        (status = 401, description = "No valid admin credential", body = ErrorBody),
+        (status = 404, description = "No such key", body = ErrorBody),
+        (status = 409, description = "Conflict, or the key is frozen", body = ErrorBody),
+        (status = 422, description = "Invalid content", body = ErrorBody),
+        (status = 503, description = "Not changed, or not confirmed", body = ErrorBody),
+    ))]
 pub(crate) async fn update(
     State(state): State<Arc<AppState>>,
     Extension(ctx): Extension<RequestContext>,
@@ -246,6 +303,13 @@ pub(crate) async fn update(
     }))
 }
 
+#[utoipa::path(delete, path = "/v1/keys/{id}", tag = "keys", security(("admin_key" = [])),
+    params(("id" = String, Path, description = "The key's id")),
+    responses(
+        (status = 200, description = "Removed; its history stays", body = RemovedKey),
+        (status = 401, description = "No valid admin credential", body = ErrorBody),
+        (status = 404, description = "No such key", body = ErrorBody),
+    ))]
 pub(crate) async fn remove(
     State(state): State<Arc<AppState>>,
     Extension(ctx): Extension<RequestContext>,

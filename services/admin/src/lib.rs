@@ -20,6 +20,7 @@ mod history;
 mod json;
 mod keys;
 mod metrics;
+mod openapi;
 mod request;
 mod service;
 mod token;

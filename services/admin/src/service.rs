@@ -17,7 +17,10 @@ use tracing::Instrument;
 
 use crate::json::BODY_LIMIT;
 use crate::metrics::AdminMetrics;
+use crate::openapi::{ApiDoc, ErrorBody};
 use crate::{AdminToken, ApiError, history, keys, request};
+use utoipa::OpenApi;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// How to run the admin service.
 #[derive(Clone, Debug)]
@@ -92,30 +95,18 @@ impl Admin {
         self.state.feed.clone()
     }
 
-    /// The HTTP routes.
+    /// The HTTP routes: the API (documented at `/openapi.json`) and the console.
     pub fn router(&self) -> Router {
-        let v1 = Router::new()
-            .route("/keys", get(keys::list).post(keys::create))
+        let (router, api) = self.api_router().split_for_parts();
+        let api = Arc::new(api);
+        router
             .route(
-                "/keys/{id}",
-                get(keys::get).patch(keys::update).delete(keys::remove),
+                "/openapi.json",
+                get(move || {
+                    let api = api.clone();
+                    async move { Json(api.as_ref().clone()) }
+                }),
             )
-            .route("/keys/{id}/history", get(history::key_history))
-            .route("/events", get(history::events))
-            .route("/status", get(status))
-            .layer(middleware::from_fn_with_state(
-                self.state.clone(),
-                request::authenticate,
-            ))
-            .layer(middleware::from_fn(request::no_stray_query));
-        Router::new()
-            .nest("/v1", v1)
-            .route(
-                "/healthz",
-                get(|| async { Json(json!({ "status": "ok" })) }),
-            )
-            .route("/readyz", get(readyz))
-            .route("/metrics", get(metrics))
             .merge(crate::console::routes())
             .fallback(|| async { ApiError::RouteNotFound })
             .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
@@ -129,6 +120,33 @@ impl Admin {
                 request::request_id,
             ))
             .with_state(self.state.clone())
+    }
+
+    /// The API's routes with their OpenAPI description.
+    fn api_router(&self) -> OpenApiRouter<Arc<AppState>> {
+        let v1 = OpenApiRouter::new()
+            .routes(routes!(keys::list, keys::create))
+            .routes(routes!(keys::get, keys::update, keys::remove))
+            .routes(routes!(history::key_history))
+            .routes(routes!(history::events))
+            .routes(routes!(status))
+            .layer(middleware::from_fn_with_state(
+                self.state.clone(),
+                request::authenticate,
+            ))
+            .layer(middleware::from_fn(request::no_stray_query));
+        let public = OpenApiRouter::new()
+            .routes(routes!(healthz))
+            .routes(routes!(readyz))
+            .routes(routes!(metrics));
+        OpenApiRouter::with_openapi(ApiDoc::openapi())
+            .merge(v1)
+            .merge(public)
+    }
+
+    /// The OpenAPI document of [`Admin::router`]'s API.
+    pub fn openapi(&self) -> utoipa::openapi::OpenApi {
+        self.api_router().into_openapi()
     }
 }
 
@@ -156,12 +174,20 @@ fn status_body(state: &AppState) -> serde_json::Value {
     })
 }
 
+/// `GET /v1/status`.
+#[utoipa::path(get, path = "/v1/status", tag = "operations", security(("admin_key" = [])),
+    responses(
+        (status = 200, description = "Applied sequence, keys, readiness, NATS connection, keys that fail closed, chain", body = Object),
+        (status = 401, description = "No valid admin credential", body = ErrorBody),
+    ))]
 async fn status(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     Json(status_body(&state))
 }
 
 /// Prometheus metrics (unauthenticated, like `/readyz`: counts and
 /// sequences, never keys, names or ids).
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus metrics (OpenMetrics text)", content_type = "application/openmetrics-text", body = String)))]
 async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let head = tokio::time::timeout(std::time::Duration::from_secs(1), state.log.head())
         .await
@@ -173,14 +199,50 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
 
 /// Readiness for load balancers and orchestrators: unauthenticated, so it
 /// says only whether admin can answer, not what the ledger holds.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "Ready", body = Readiness),
+        (status = 503, description = "Replaying, or sealed", body = Readiness),
+    ))]
 async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let status = status_body(&state);
-    keyledger_http::readiness(json!({
-        "service": "admin",
-        "ready": status["ready"],
-        "applied_seq": status["applied_seq"],
-        "stream_head_at_start": status["stream_head_at_start"],
-        "nats_connected": status["nats_connected"],
-        "sealed": !status["sealed"].is_null(),
-    }))
+    let ready = Readiness {
+        service: "admin",
+        ready: status["ready"] == true,
+        applied_seq: status["applied_seq"].as_u64().unwrap_or(0),
+        stream_head_at_start: status["stream_head_at_start"].as_u64().unwrap_or(0),
+        nats_connected: status["nats_connected"] == true,
+        sealed: !status["sealed"].is_null(),
+    };
+    let code = if ready.ready {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(ready))
+}
+
+/// `GET /healthz`: the process is alive.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "Alive", body = Health)))]
+async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// Liveness.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct Health {
+    /// Always `ok`.
+    status: &'static str,
+}
+
+/// Readiness, without anything of the ledger itself.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct Readiness {
+    service: &'static str,
+    ready: bool,
+    applied_seq: u64,
+    stream_head_at_start: u64,
+    nats_connected: bool,
+    sealed: bool,
 }

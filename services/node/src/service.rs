@@ -17,7 +17,10 @@ use tracing::Instrument;
 use crate::KeyAuthLayer;
 use crate::freshness::{DEFAULT_MAX_STALENESS, Freshness, watchdog};
 use crate::metrics::NodeMetrics;
-use crate::verify::{Verifier, verify};
+use crate::verify::{
+    __path_verify, __path_verify_with_path, Allowed, ErrorBody, Verifier, verify, verify_with_path,
+};
+use utoipa::OpenApi;
 
 /// A running API node: the validation table and the task that feeds it.
 pub struct Node {
@@ -128,15 +131,13 @@ impl Node {
             // Envoy's ext_authz appends the original path to its path_prefix.
             .route(
                 "/v1/verify/{*original_path}",
-                any(verify).with_state(verifier),
+                any(verify_with_path).with_state(verifier),
             )
             .route("/v1/status", get(status).with_state(state.clone()))
             .route("/readyz", get(readyz).with_state(state.clone()))
             .route("/metrics", get(metrics).with_state(state))
-            .route(
-                "/healthz",
-                get(|| async { Json(json!({ "status": "ok" })) }),
-            )
+            .route("/healthz", get(healthz))
+            .route("/openapi.json", get(|| async { Json(NodeDoc::openapi()) }))
             .merge(example)
             .fallback(|| async { error(StatusCode::NOT_FOUND, "route_not_found", "no such route") })
             .method_not_allowed_fallback(|| async {
@@ -200,10 +201,14 @@ fn status_body(state: &NodeState) -> Value {
     })
 }
 
+#[utoipa::path(get, path = "/v1/status", tag = "operations",
+    responses((status = 200, description = "applied_seq, keys, readiness, staleness, NATS connection, keys that fail closed, sealed, chain", body = Object)))]
 async fn status(State(state): State<NodeState>) -> impl IntoResponse {
     Json(status_body(&state))
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus metrics (OpenMetrics text)", content_type = "application/openmetrics-text", body = String)))]
 async fn metrics(State(state): State<NodeState>) -> impl IntoResponse {
     state
         .metrics
@@ -211,6 +216,11 @@ async fn metrics(State(state): State<NodeState>) -> impl IntoResponse {
     state.metrics.render()
 }
 
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "Ready: the status body", body = Object),
+        (status = 503, description = "Replaying, stale or sealed: the status body", body = Object),
+    ))]
 async fn readyz(State(state): State<NodeState>) -> impl IntoResponse {
     keyledger_http::readiness(status_body(&state))
 }
@@ -220,6 +230,12 @@ async fn readyz(State(state): State<NodeState>) -> impl IntoResponse {
 struct ExampleItems(Arc<std::sync::Mutex<Vec<Value>>>);
 
 /// `GET /example/items`: any allowed key may read.
+#[utoipa::path(get, path = "/example/items", tag = "example",
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The node's in-memory items", body = Object),
+        (status = 401, description = "No allowed key", body = ErrorBody),
+    ))]
 async fn list_items(
     State(items): State<ExampleItems>,
     Extension(grant): Extension<Grant>,
@@ -229,6 +245,13 @@ async fn list_items(
 }
 
 /// `POST /example/items`: only read-write keys get here (the Layer answers 403 to read-only ones).
+#[utoipa::path(post, path = "/example/items", tag = "example",
+    security(("api_key" = [])),
+    responses(
+        (status = 201, description = "Added", body = Object),
+        (status = 401, description = "No allowed key", body = ErrorBody),
+        (status = 403, description = "A read-only key", body = ErrorBody),
+    ))]
 async fn create_item(
     State(items): State<ExampleItems>,
     Extension(grant): Extension<Grant>,
@@ -243,3 +266,39 @@ async fn create_item(
     items.push(item.clone());
     (StatusCode::CREATED, Json(item))
 }
+
+/// `GET /healthz`: the process is alive.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "Alive", body = Object)))]
+async fn healthz() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+struct ApiKeyAuth;
+
+impl utoipa::Modify for ApiKeyAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "api_key",
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            );
+    }
+}
+
+/// The node's OpenAPI 3.1 document, served at `/openapi.json`.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "keyledger API node",
+        description = "Validates API keys in process: forward auth, status, metrics.",
+        license(name = "Apache-2.0")
+    ),
+    paths(verify, verify_with_path, status, readyz, healthz, metrics, list_items, create_item),
+    modifiers(&ApiKeyAuth),
+    components(schemas(ErrorBody, Allowed))
+)]
+pub(crate) struct NodeDoc;

@@ -64,7 +64,47 @@ pub fn denial_response(denial: &Denial) -> Response<Body> {
     response
 }
 
+/// An allowed key.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct Allowed {
+    /// The key's id (also in the `X-Key-Id` header).
+    key_id: String,
+    /// Whether the key is read-only.
+    read_only: bool,
+}
+
+/// A denial, or any other error: a stable code and a message.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct ErrorBody {
+    error: ErrorDetail,
+}
+
+/// The error itself.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct ErrorDetail {
+    /// Stable code: `missing_key`, `malformed_key`, `unknown_key`, `disabled_key`,
+    /// `admin_key`, `conflicting_keys`, `key_state_unknown`, `read_only_key`,
+    /// `not_ready`, `stale`…
+    code: String,
+    /// What went wrong, in words; never the key.
+    message: String,
+}
+
 /// `/v1/verify`: 200 with `X-Key-Id` when allowed, else 401/403.
+#[utoipa::path(method(get, head, post, put, patch, delete, options), path = "/v1/verify", tag = "forward auth",
+    description = "Forward auth for nginx auth_request, Traefik ForwardAuth and Envoy ext_authz (which may append the original path: /v1/verify/{original_path}). Any method: the method authorised comes from X-Forwarded-Method or X-Original-Method, else the request's own.",
+    params(
+        ("Authorization" = Option<String>, Header, description = "Bearer <key>"),
+        ("X-API-Key" = Option<String>, Header, description = "The key"),
+        ("X-Forwarded-Method" = Option<String>, Header, description = "The method being authorised"),
+        ("X-Original-Method" = Option<String>, Header, description = "The method being authorised"),
+    ),
+    responses(
+        (status = 200, description = "Allowed; X-Key-Id names the key", body = Allowed),
+        (status = 401, description = "Missing, malformed, unknown, disabled, removed, admin or conflicting key", body = ErrorBody),
+        (status = 403, description = "A read-only key asked to write", body = ErrorBody),
+        (status = 503, description = "Not ready, or stale: the node answers nothing", body = ErrorBody),
+    ))]
 pub(crate) async fn verify(
     State(verifier): State<Verifier>,
     method: Method,
@@ -77,7 +117,10 @@ pub(crate) async fn verify(
             let id = grant.key_id.to_string();
             let mut response = (
                 StatusCode::OK,
-                Json(json!({ "key_id": id, "read_only": grant.read_only })),
+                Json(Allowed {
+                    key_id: id.clone(),
+                    read_only: grant.read_only,
+                }),
             )
                 .into_response();
             if let Ok(v) = HeaderValue::from_str(&id) {
@@ -90,4 +133,22 @@ pub(crate) async fn verify(
             denial_response(&denial)
         }
     }
+}
+
+/// `/v1/verify/{original_path}`: the same check, for Envoy's ext_authz,
+/// which appends the original request's path to its `path_prefix`.
+#[utoipa::path(method(get, head, post, put, patch, delete, options), path = "/v1/verify/{original_path}", tag = "forward auth",
+    params(("original_path" = String, Path, description = "The original request's path (ignored)")),
+    responses(
+        (status = 200, description = "Allowed; X-Key-Id names the key", body = Allowed),
+        (status = 401, description = "Denied", body = ErrorBody),
+        (status = 403, description = "A read-only key asked to write", body = ErrorBody),
+        (status = 503, description = "Not ready, or stale", body = ErrorBody),
+    ))]
+pub(crate) async fn verify_with_path(
+    state: State<Verifier>,
+    method: Method,
+    headers: HeaderMap,
+) -> Response<Body> {
+    verify(state, method, headers).await
 }
