@@ -523,7 +523,7 @@ fn describe(change: &Change) -> String {
             admin,
             ..
         } => format!(
-            "created {}{} key {:?} with prefix {}",
+            "created {}{} key \"{}\" with prefix {}",
             if *read_only {
                 "read-only"
             } else {
@@ -533,7 +533,9 @@ fn describe(change: &Change) -> String {
             name.as_str(),
             prefix.as_str()
         ),
-        Change::Renamed { name } => format!("renamed to {:?}", name.as_str()),
+        // Names hold no control characters, so they are shown as they are
+        // (a Debug rendering would turn an emoji's variation selector into `\u{fe0f}`).
+        Change::Renamed { name } => format!("renamed to \"{}\"", name.as_str()),
         Change::ScopeChanged { read_only: true } => "made read-only".into(),
         Change::ScopeChanged { read_only: false } => "made read-write".into(),
         Change::Disabled => "disabled".into(),

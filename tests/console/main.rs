@@ -182,6 +182,16 @@ async fn an_admin_manages_keys_in_the_console_and_the_nodes_enforce_them() {
         "the API Keys page opens"
     );
     assert!(shows(&browser, &["test admin"]).await);
+    assert!(
+        browser
+            .until(
+                WAIT,
+                "return document.querySelector('#keys-body .badge.me') !== null",
+                vec![]
+            )
+            .await,
+        "the session's own admin key is marked"
+    );
 
     // Add a read-only key (the toggle is on by default) and read it from the dialog.
     browser.click("#add-key").await;
@@ -265,6 +275,27 @@ async fn an_admin_manages_keys_in_the_console_and_the_nodes_enforce_them() {
         "search by prefix"
     );
     browser.screenshot(&out, "04-search-by-prefix").await;
+    // A whole key pasted into the search is searched by its prefix, and
+    // is neither sent nor shown.
+    browser.type_into("#search", &key).await;
+    assert!(
+        browser
+            .until(
+                WAIT,
+                "return document.getElementById('search').value === arguments[0]",
+                vec![json!(&key[..8])]
+            )
+            .await
+    );
+    assert!(shows(&browser, &["billing reader"]).await);
+    let pasted = browser
+        .js(
+            "return [document.getElementById('search').value,
+                     document.documentElement.outerHTML.includes(arguments[0])]",
+            vec![json!(key)],
+        )
+        .await;
+    assert_eq!(pasted, json!([&key[..8], false]));
     browser.type_into("#search", "shipping").await;
     assert!(shows(&browser, &["shipping writer"]).await);
     browser.type_into("#search", "billing").await;
@@ -464,7 +495,7 @@ async fn an_admin_manages_keys_in_the_console_and_the_nodes_enforce_them() {
         .admin_call(
             Method::POST,
             "/v1/keys",
-            Some(json!({ "name": "second admin", "admin": true })),
+            Some(json!({ "name": "second admin", "admin": true, "read_only": true })),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED);
@@ -477,6 +508,17 @@ async fn an_admin_manages_keys_in_the_console_and_the_nodes_enforce_them() {
         .await;
     browser.click("#login-submit").await;
     assert!(visible(&browser, "keys-view").await);
+    // A read-only admin is told so, and offered nothing it cannot do.
+    assert!(says(&browser, "who", "(read-only)").await);
+    let offered = browser
+        .js(
+            "return [document.getElementById('add-key').disabled,
+                     [...document.querySelectorAll('#keys-body button[data-action=edit]')].every(b => b.disabled),
+                     [...document.querySelectorAll('#keys-body button[data-action=history]')].some(b => !b.disabled)]",
+            vec![],
+        )
+        .await;
+    assert_eq!(offered, json!([true, true, true]));
     let (status, _) = system
         .update_key(second["id"].as_str().unwrap(), json!({ "enabled": false }))
         .await;

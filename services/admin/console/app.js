@@ -9,6 +9,10 @@
   const SESSION_KEY = 'keyledger.console.adminKey';
   const SEARCH_DELAY_MS = 250;
   const MAX_NOTIFICATIONS = 4;
+  const MAX_NAME_CHARS = 200;
+  // A whole API key: 40 letters and digits. Searching for one searches its
+  // public prefix instead, so the secret never reaches the server or the page.
+  const WHOLE_KEY = /^[0-9A-Za-z]{40}$/;
 
   const $ = (id) => document.getElementById(id);
   const state = {
@@ -22,6 +26,7 @@
     listTurn: 0,
     editing: null,
     removing: null,
+    me: null, // this session's own admin key, as the list shows it
   };
 
   class ApiError extends Error {
@@ -73,6 +78,15 @@
 
   // ---- notifications -------------------------------------------------------
 
+  // A modal dialog makes the rest of the page inert: while one is open, the
+  // notifications live inside it, so they stay visible, clickable and announced.
+  function placeNotifications() {
+    const area = $('notifications');
+    const home = document.querySelector('dialog[open]') || document.body;
+    if (area.parentElement !== home) home.append(area);
+    return area;
+  }
+
   function notify(message, kind = 'ok') {
     const note = document.createElement('div');
     note.className = `toast toast-${kind}`;
@@ -86,7 +100,7 @@
     close.textContent = '×';
     close.addEventListener('click', () => note.remove());
     note.append(text, close);
-    const area = $('notifications');
+    const area = placeNotifications();
     area.append(note);
     while (area.children.length > MAX_NOTIFICATIONS) area.firstElementChild.remove();
     setTimeout(() => note.remove(), kind === 'error' ? 12000 : 6000);
@@ -136,12 +150,40 @@
     for (const id of ['keys-view', 'menu', 'logout', 'who']) $(id).hidden = false;
     $('who').textContent = `admin key ${state.adminKey.slice(0, 8)}`;
     showKeys();
+    whoAmI();
+  }
+
+  // The session's own admin key: marked in the list, warned about before it
+  // is disabled or removed, and read-only admins are not offered changes.
+  async function whoAmI() {
+    const prefix = state.adminKey.slice(0, 8);
+    let listing;
+    try {
+      listing = await api('GET', `/v1/keys?q=${encodeURIComponent(prefix)}&limit=10`);
+    } catch {
+      return;
+    }
+    state.me = (listing.keys || []).find((k) => k.admin && k.prefix === prefix) || null;
+    const readOnly = Boolean(state.me && state.me.read_only);
+    $('who').textContent = `admin key ${prefix}${readOnly ? ' (read-only)' : ''}`;
+    document.body.classList.toggle('read-only-admin', readOnly);
+    $('add-key').disabled = readOnly;
+    $('add-key').title = readOnly ? 'This admin key is read-only: it can list and read, not change' : '';
+    if (state.loaded) renderKeys([...state.keys.values()]);
   }
 
   function logout(message) {
     sessionStorage.removeItem(SESSION_KEY);
     state.adminKey = null;
+    state.me = null;
+    state.loaded = false;
     state.keys.clear();
+    state.query = '';
+    state.limit = 25;
+    $('search').value = '';
+    $('page-size').value = '25';
+    document.body.classList.remove('read-only-admin');
+    $('add-key').disabled = false;
     $('keys-body').replaceChildren();
     for (const dialog of document.querySelectorAll('dialog[open]')) dialog.close();
     for (const id of ['keys-view', 'menu', 'logout', 'who']) $(id).hidden = true;
@@ -172,17 +214,29 @@
     } catch (e) {
       if (turn === state.listTurn) {
         $('keys-table').removeAttribute('aria-busy');
+        state.next = null;
+        renderKeys([], 'The keys could not be loaded.');
         failed('Could not load the keys', e);
       }
       return;
     }
     if (turn !== state.listTurn) return; // a newer search or page is on its way
+    state.loaded = true;
+    if (listing.keys.length === 0 && state.page > 0) {
+      // The last key of the last page went away: show the page before.
+      state.page -= 1;
+      loadPage();
+      return;
+    }
     $('keys-table').removeAttribute('aria-busy');
     state.next = listing.next_cursor || null;
     renderKeys(listing.keys);
   }
 
-  const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+  const dateFormat = new Intl.DateTimeFormat(undefined, {
+    year: 'numeric', month: 'short', day: 'numeric',
+    hour: '2-digit', minute: '2-digit', second: '2-digit', timeZoneName: 'short',
+  });
 
   function timeCell(iso) {
     const cell = document.createElement('td');
@@ -200,7 +254,7 @@
     const badge = document.createElement('span');
     badge.className = on ? 'badge on' : 'badge off';
     badge.textContent = on ? 'Yes' : 'No';
-    badge.setAttribute('aria-label', `${label}: ${on ? 'yes' : 'no'}`);
+    badge.title = `${label}: ${on ? 'yes' : 'no'}`;
     cell.append(badge);
     return cell;
   }
@@ -223,7 +277,7 @@
     return button;
   }
 
-  function renderKeys(keys) {
+  function renderKeys(keys, emptyText) {
     state.keys = new Map(keys.map((k) => [k.id, k]));
     const rows = keys.map((key) => {
       const row = document.createElement('tr');
@@ -234,6 +288,13 @@
         const badge = document.createElement('span');
         badge.className = 'badge admin';
         badge.textContent = 'admin';
+        name.append(' ', badge);
+      }
+      if (state.me && key.id === state.me.id) {
+        const badge = document.createElement('span');
+        badge.className = 'badge me';
+        badge.textContent = 'you';
+        badge.title = 'The admin key this session is logged in with';
         name.append(' ', badge);
       }
       if (key.untrusted) {
@@ -256,11 +317,13 @@
         .forEach((label, i) => { cells[i].dataset.label = label; });
       const actions = document.createElement('td');
       actions.className = 'row-actions';
-      actions.append(
-        rowButton('Edit', 'edit', key),
-        rowButton('History', 'history', key),
-        rowButton('Remove', 'remove', key, 'danger'),
-      );
+      const edit = rowButton('Edit', 'edit', key);
+      const remove = rowButton('Remove', 'remove', key, 'danger');
+      if (state.me && state.me.read_only) {
+        edit.disabled = true;
+        remove.disabled = true;
+      }
+      actions.append(edit, rowButton('History', 'history', key), remove);
       row.append(...cells, actions);
       return row;
     });
@@ -278,11 +341,17 @@
     }
     const empty = $('keys-empty');
     empty.hidden = keys.length > 0;
-    empty.textContent = state.query
+    empty.textContent = emptyText || (state.query
       ? `No API key matches “${state.query}”.`
-      : 'No API keys yet. Add one with the Add button.';
+      : 'No API keys yet. Add one with the Add button.');
+    // A pager button that disables itself hands the focus to its partner.
+    const lost = document.activeElement;
     $('prev-page').disabled = state.page === 0;
     $('next-page').disabled = !state.next;
+    if (lost && lost.disabled && (lost.id === 'prev-page' || lost.id === 'next-page')) {
+      const partner = lost.id === 'prev-page' ? $('next-page') : $('prev-page');
+      (partner.disabled ? $('search') : partner).focus();
+    }
     const first = state.page * state.limit + 1;
     $('keys-summary').textContent = keys.length
       ? `Page ${state.page + 1} · keys ${first}–${first + keys.length - 1}${state.next ? '' : ' (last page)'}`
@@ -292,7 +361,12 @@
   function searchChanged() {
     clearTimeout(state.searchTimer);
     state.searchTimer = setTimeout(() => {
-      const query = $('search').value.trim();
+      let query = $('search').value.trim();
+      if (WHOLE_KEY.test(query)) {
+        query = query.slice(0, 8);
+        $('search').value = query;
+        notify('That looks like a whole API key: searching for its prefix instead.');
+      }
       if (query === state.query) return;
       state.query = query;
       state.cursors = [null];
@@ -358,8 +432,9 @@
   async function saveCreate(event) {
     event.preventDefault();
     const name = $('create-name').value.trim();
-    if (!name) {
-      $('create-error').textContent = 'Give the key a name.';
+    const problem = nameProblem(name);
+    if (problem) {
+      $('create-error').textContent = problem;
       $('create-name').focus();
       return;
     }
@@ -369,7 +444,7 @@
     try {
       created = await api('POST', '/v1/keys', { name, read_only: $('create-read-only').checked });
     } catch (e) {
-      if (e.status === 422 || e.status === 400) {
+      if (e.status === 422 || e.status === 400 || e.status === 403) {
         $('create-error').textContent = e.message;
         $('create-name').focus();
       } else {
@@ -390,6 +465,13 @@
     $('secret-key').select();
     notify(`Saved: created “${created.name}” (${created.prefix}).`);
     loadPage();
+  }
+
+  function nameProblem(name) {
+    if (!name) return 'Give the key a name.';
+    const chars = [...name].length;
+    if (chars > MAX_NAME_CHARS) return `A name has at most ${MAX_NAME_CHARS} characters; this one has ${chars}.`;
+    return null;
   }
 
   async function copyKey() {
@@ -414,8 +496,20 @@
 
   // Edit ------------------------------------------------------------------
 
-  function openEdit(key) {
+  async function openEdit(listed) {
+    // Another admin may have changed it since the list was drawn.
+    let key = listed;
+    try {
+      key = await api('GET', `/v1/keys/${encodeURIComponent(listed.id)}`);
+    } catch (e) {
+      if (e.status === 404) {
+        failed(`Could not edit “${listed.name}”`, new ApiError(404, e.code, 'it was removed in the meantime.'));
+        loadPage();
+        return;
+      }
+    }
     state.editing = key;
+    $('edit-self').hidden = !(state.me && key.id === state.me.id);
     $('edit-prefix').textContent = key.prefix;
     $('edit-name').value = key.name;
     $('edit-read-only').checked = key.read_only;
@@ -430,8 +524,9 @@
     if (!key) return;
     const change = {};
     const name = $('edit-name').value.trim();
-    if (!name) {
-      $('edit-error').textContent = 'A key needs a name.';
+    const problem = nameProblem(name);
+    if (problem) {
+      $('edit-error').textContent = problem;
       $('edit-name').focus();
       return;
     }
@@ -449,8 +544,9 @@
     try {
       updated = await api('PATCH', `/v1/keys/${encodeURIComponent(key.id)}`, change);
     } catch (e) {
-      if (e.status === 422 || e.status === 400) {
+      if (e.status === 422 || e.status === 400 || e.status === 403) {
         $('edit-error').textContent = e.message;
+        $('edit-name').focus();
       } else if (e.status === 409) {
         $('edit-error').textContent = `${e.message} Reload the list and try again.`;
         loadPage();
@@ -481,6 +577,12 @@
     state.removing = key;
     $('remove-name').textContent = key.name;
     $('remove-prefix').textContent = key.prefix;
+    const self = Boolean(state.me && key.id === state.me.id);
+    $('remove-effect').textContent = self
+      ? 'This is the admin key you are logged in with: removing it logs you out.'
+      : key.admin
+        ? 'It can no longer manage keys, at once.'
+        : 'Every API node rejects it at once.';
     open($('remove-dialog'), 'remove-cancel');
   }
 
@@ -494,6 +596,7 @@
     } catch (e) {
       closeDialog($('remove-dialog'));
       failed(`Could not remove “${key.name}”`, e);
+      if (e.status === 404) loadPage();
       return;
     } finally {
       setBusy(confirm, false);
@@ -586,6 +689,18 @@
       }
     }
     $('secret-dialog').addEventListener('close', forgetSecret);
+    $('secret-dialog').addEventListener('cancel', (event) => {
+      if ($('secret-key').value && !state.warnedEscape) {
+        event.preventDefault();
+        state.warnedEscape = true;
+        notify('The key will not be shown again: copy it, then press Escape again or Close.');
+      }
+    });
+    $('secret-dialog').addEventListener('close', () => { state.warnedEscape = false; });
+    for (const dialog of document.querySelectorAll('dialog')) {
+      // Notifications shown inside a dialog go back to the page with it.
+      dialog.addEventListener('close', placeNotifications);
+    }
     $('edit-dialog').addEventListener('close', () => { state.editing = null; });
     $('remove-dialog').addEventListener('close', () => { state.removing = null; });
 
