@@ -397,6 +397,8 @@
   }
 
   function closeDialog(dialog) {
+    // The dialog's close event comes a task later: drop a secret at once.
+    if (dialog.id === 'secret-dialog') forgetSecret();
     if (dialog.open) dialog.close();
   }
 
@@ -694,6 +696,8 @@
         event.preventDefault();
         state.warnedEscape = true;
         notify('The key will not be shown again: copy it, then press Escape again or Close.');
+      } else {
+        forgetSecret();
       }
     });
     $('secret-dialog').addEventListener('close', () => { state.warnedEscape = false; });
