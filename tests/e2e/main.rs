@@ -22,3 +22,4 @@ mod metrics;
 mod openapi;
 mod poison;
 mod secrets;
+mod traces;

@@ -12,6 +12,7 @@
 mod browser;
 mod cluster;
 mod nats;
+mod otlp;
 mod process;
 mod proxy;
 mod stats;
@@ -20,6 +21,7 @@ mod system;
 pub use browser::Browser;
 pub use cluster::{NatsCluster, cluster_config};
 pub use nats::{NatsServer, nats_server_bin};
+pub use otlp::{OtlpReceiver, ReceivedSpan};
 pub use process::{Process, free_port};
 pub use proxy::TcpProxy;
 pub use stats::Summary;

@@ -53,10 +53,10 @@ pub(crate) async fn execute(
     for attempt in 0..ATTEMPTS {
         // Decide and sign under the chain's lock, so that the state decided
         // on, the expected sequence and the chain's tip all belong together.
-        let decided = {
+        let decided = tracing::info_span!("decide", %key_id, attempt).in_scope(|| {
             let chain = lock_chain(&state.chain);
-            decide_and_sign(state, &chain, key_id, ctx, &mut make)?
-        };
+            decide_and_sign(state, &chain, key_id, ctx, &mut make)
+        })?;
         let (position, before, commit, signed) = match decided {
             Decided::Sign {
                 position,

@@ -60,10 +60,22 @@ pub(crate) async fn request_id(
         .get::<MatchedPath>()
         .map_or("(no route)", MatchedPath::as_str)
         .to_owned();
-    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), %route, actor = tracing::field::Empty);
+    let span = tracing::info_span!(
+        "request",
+        otel.name = %format_args!("{} {route}", req.method()),
+        otel.kind = "server",
+        request_id = %id,
+        method = %req.method(),
+        %route,
+        actor = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
+    );
+    keyledger_http::trace_context::join_remote_parent(&span, req.headers());
     async move {
         let mut response = next.run(req).await;
-        tracing::info!(status = response.status().as_u16(), "answered");
+        let status = response.status().as_u16();
+        tracing::Span::current().record("http.response.status_code", status);
+        tracing::info!(status, "answered");
         if let Ok(v) = HeaderValue::from_str(id.as_str()) {
             response.headers_mut().insert(REQUEST_ID, v);
         }
@@ -167,7 +179,11 @@ pub(crate) async fn authenticate(
     // A user agent that holds a key or the token is not recorded at all.
     let user_agent = header_text(req.headers(), header::USER_AGENT.as_str())
         .filter(|ua| !ApiKey::appears_in(ua) && !state.token.appears_in(ua));
-    let origin = Origin::new(ip, user_agent, trace_id(req.headers()).as_deref());
+    // The trace this request belongs to: ours when traces are exported (it
+    // joined the caller's, if any), else the caller's.
+    let trace = keyledger_http::trace_context::trace_id(&tracing::Span::current())
+        .or_else(|| trace_id(req.headers()));
+    let origin = Origin::new(ip, user_agent, trace.as_deref());
     tracing::Span::current().record("actor", actor.label());
     req.extensions_mut().insert(RequestContext {
         request_id,

@@ -10,6 +10,7 @@ use clap::Args;
 use keyledger_admin::{AdminConfig, AdminToken};
 use keyledger_eventlog::{EventLog, StreamOptions};
 use keyledger_events::SigningKey;
+use keyledger_node::VerifyTracing;
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 use tracing::Instrument;
@@ -279,7 +280,7 @@ async fn connect_when_up(
     }
 }
 
-pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(args: DevArgs, verify_tracing: VerifyTracing) -> anyhow::Result<()> {
     let bin = find_nats_server()?;
     // Take every port before starting anything, so that a second `dev` fails
     // cleanly instead of attaching to the first one's NATS.
@@ -341,7 +342,10 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     let mut nodes = Vec::new();
     for (i, listener) in node_listeners.into_iter().enumerate() {
         let span = tracing::info_span!("node", n = i + 1);
-        let node = span.in_scope(|| keyledger_node::Node::start(log.clone(), feed_options.clone()));
+        let node = span.in_scope(|| {
+            keyledger_node::Node::start(log.clone(), feed_options.clone())
+                .with_verify_tracing(verify_tracing.clone())
+        });
         node_addrs.push(listener.local_addr()?);
         servers.spawn(
             serve::serve(listener, node.router(), stopped(stop_rx.clone())).instrument(span),

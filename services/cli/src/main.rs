@@ -5,6 +5,7 @@ mod audit;
 mod dev;
 mod keys;
 mod serve;
+mod telemetry;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,6 +16,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use keyledger_admin::{AdminConfig, AdminToken};
 use keyledger_eventlog::{EventLog, FeedOptions, StreamOptions};
 use keyledger_events::{PublicKey, SigningKey};
+use keyledger_node::VerifyTracing;
 
 #[derive(Parser)]
 #[command(
@@ -186,6 +188,23 @@ struct NodeArgs {
     /// (503 stale) until it has caught up again.
     #[arg(long, env = "KEYLEDGER_MAX_STALENESS", value_name = "SECONDS", default_value = "5", value_parser = parse_seconds)]
     max_staleness: std::time::Duration,
+    /// When traces are exported (OTEL_EXPORTER_OTLP_ENDPOINT), the share of
+    /// /v1/verify requests that get a span (0 to 1), besides those whose
+    /// caller traces them (a sampled traceparent).
+    #[arg(long, env = "KEYLEDGER_VERIFY_TRACE_RATIO", value_name = "RATIO", default_value_t = DEFAULT_VERIFY_TRACE_RATIO, value_parser = parse_ratio)]
+    verify_trace_ratio: f64,
+}
+
+/// One in a hundred verifications gets a span, when traces are exported.
+const DEFAULT_VERIFY_TRACE_RATIO: f64 = 0.01;
+
+/// A share from 0 to 1, such as `0.01`.
+fn parse_ratio(raw: &str) -> Result<f64, String> {
+    raw.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|r| (0.0..=1.0).contains(r))
+        .ok_or_else(|| format!("{raw:?} is not a share from 0 to 1, like 0.01"))
 }
 
 /// A positive number of seconds, such as `5` or `0.5`.
@@ -207,7 +226,23 @@ fn main() -> ExitCode {
         cli.command,
         Cmd::Audit(_) | Cmd::Keygen(_) | Cmd::Keys(_) | Cmd::Healthcheck(_)
     );
-    init_logging(cli.log_format, if quiet { "warn" } else { "info" });
+    let service = match &cli.command {
+        Cmd::Admin(_) => "keyledger-admin",
+        Cmd::Node(_) => "keyledger-node",
+        Cmd::Dev(_) => "keyledger-dev",
+        _ => "keyledger",
+    };
+    let telemetry = match telemetry::Telemetry::init(
+        cli.log_format,
+        if quiet { "warn" } else { "info" },
+        service,
+    ) {
+        Ok(telemetry) => telemetry,
+        Err(e) => {
+            eprintln!("keyledger: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -215,17 +250,31 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let verify_tracing = |ratio: f64| {
+        if telemetry.exporting() {
+            VerifyTracing::sampled(ratio)
+        } else {
+            VerifyTracing::off()
+        }
+    };
     let outcome = runtime.block_on(async {
         match cli.command {
             Cmd::Admin(args) => admin(args).await.map(|()| ExitCode::SUCCESS),
-            Cmd::Node(args) => node(args).await.map(|()| ExitCode::SUCCESS),
+            Cmd::Node(args) => {
+                let tracing = verify_tracing(args.verify_trace_ratio);
+                node(args, tracing).await.map(|()| ExitCode::SUCCESS)
+            }
             Cmd::Audit(args) => audit::run(args).await,
             Cmd::Keys(args) => keys::run(args).await,
             Cmd::Healthcheck(args) => keys::healthcheck(&args).await,
             Cmd::Keygen(args) => keygen(&args).map(|()| ExitCode::SUCCESS),
-            Cmd::Dev(args) => dev::run(args).await.map(|()| ExitCode::SUCCESS),
+            Cmd::Dev(args) => dev::run(args, verify_tracing(DEFAULT_VERIFY_TRACE_RATIO))
+                .await
+                .map(|()| ExitCode::SUCCESS),
         }
     });
+    drop(runtime);
+    telemetry.shutdown();
     match outcome {
         Ok(code) => code,
         // The reader went away (`keyledger audit replay | head`): nothing to say.
@@ -241,20 +290,6 @@ fn main() -> ExitCode {
             eprintln!("keyledger: {e:#}");
             ExitCode::FAILURE
         }
-    }
-}
-
-fn init_logging(format: LogFormat, default_level: &str) {
-    use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
     }
 }
 
@@ -359,7 +394,7 @@ async fn admin(args: AdminArgs) -> anyhow::Result<()> {
     serve::serve(listener, admin.router(), serve::shutdown_signal()).await
 }
 
-async fn node(args: NodeArgs) -> anyhow::Result<()> {
+async fn node(args: NodeArgs, verify_tracing: VerifyTracing) -> anyhow::Result<()> {
     let trust = public_key(args.common.public_key.as_ref())?.context(
         "no public key to verify events with: pass --public-key FILE (the admin's signing key's .pub) \
          or set KEYLEDGER_PUBLIC_KEY",
@@ -373,7 +408,8 @@ async fn node(args: NodeArgs) -> anyhow::Result<()> {
         log,
         args.common.feed_options(trust),
         args.max_staleness,
-    );
+    )
+    .with_verify_tracing(verify_tracing);
     let listener = serve::bind(args.listen).await?;
     tracing::info!(addr = %listener.local_addr()?, stream = %args.common.connection.stream, "node listening");
     serve::serve(listener, node.router(), serve::shutdown_signal()).await

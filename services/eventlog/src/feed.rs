@@ -236,14 +236,23 @@ where
             continue;
         };
         let (seq, pending) = (info.stream_sequence, info.pending);
-        apply(
-            projection,
-            &mut lock_chain(chain),
+        let span = apply_span(
+            progress.borrow().caught_up,
             seq,
             message.subject.as_str(),
-            &message.payload,
-            options,
+            message.headers.as_ref(),
+            chain,
         );
+        span.in_scope(|| {
+            apply(
+                projection,
+                &mut lock_chain(chain),
+                seq,
+                message.subject.as_str(),
+                &message.payload,
+                options,
+            );
+        });
         progress.send_modify(|s| {
             s.position = projection.position();
             if !s.caught_up && (s.position >= s.head_at_start || pending == 0) {
@@ -261,6 +270,40 @@ where
             tracing::info!(position = seq, head, "replaying…");
         }
     }
+}
+
+/// The span a live message is applied in: it joins the trace of the append
+/// that wrote it, whose context travels in the message headers. None while
+/// replaying (a restart does not re-enter old traces), for messages without
+/// a trace context, and for this process's own appends (already applied).
+fn apply_span(
+    live: bool,
+    seq: u64,
+    subject: &str,
+    headers: Option<&async_nats::HeaderMap>,
+    chain: &SharedChain,
+) -> tracing::Span {
+    if !live {
+        return tracing::Span::none();
+    }
+    let Some(parent) = crate::trace_context::extract(headers) else {
+        return tracing::Span::none();
+    };
+    if seq <= lock_chain(chain).position() {
+        return tracing::Span::none();
+    }
+    let key_id = subject.rsplit('.').next().unwrap_or_default();
+    let span = tracing::info_span!(
+        "apply",
+        otel.kind = "consumer",
+        messaging.system = "nats",
+        messaging.destination.name = subject,
+        seq,
+        key_id
+    );
+    // Fails only without an OpenTelemetry layer, when there is no trace to join.
+    let _ = tracing_opentelemetry::OpenTelemetrySpanExt::set_parent(&span, parent);
+    span
 }
 
 /// Verifies, decodes and applies one stored message, or poisons what it

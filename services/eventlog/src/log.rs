@@ -7,6 +7,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, context::PublishErrorKind, message::PublishMessage, stream};
 use bytes::Bytes;
 use time::OffsetDateTime;
+use tracing::Instrument as _;
 
 /// Technical failures talking to NATS.
 #[derive(Debug, thiserror::Error)]
@@ -372,13 +373,44 @@ impl EventLog {
             )));
         }
         let subject = self.subject(key);
+        let span = tracing::info_span!(
+            "append",
+            otel.name = "append",
+            otel.kind = "producer",
+            messaging.system = "nats",
+            messaging.destination.name = %subject,
+            key_id = key,
+            expected_last_seq,
+            seq = tracing::field::Empty,
+        );
+        let mut headers = async_nats::HeaderMap::new();
+        crate::trace_context::inject(&span, &mut headers);
+        let outcome = self
+            .append_attempts(&subject, expected_last_seq, msg_id, &payload, &headers)
+            .instrument(span.clone())
+            .await;
+        if let Ok(seq) = outcome {
+            span.record("seq", seq);
+        }
+        outcome
+    }
+
+    async fn append_attempts(
+        &self,
+        subject: &str,
+        expected_last_seq: u64,
+        msg_id: &str,
+        payload: &Bytes,
+        headers: &async_nats::HeaderMap,
+    ) -> Result<u64, AppendError> {
         let mut last_error = String::new();
         for attempt in 0..2 {
             let message = PublishMessage::build()
+                .headers(headers.clone())
                 .payload(payload.clone())
                 .message_id(msg_id)
                 .expected_last_sequence(expected_last_seq);
-            let outcome = match self.js.send_publish(subject.clone(), message).await {
+            let outcome = match self.js.send_publish(subject.to_owned(), message).await {
                 Ok(ack) => ack.await,
                 Err(e) => Err(e),
             };

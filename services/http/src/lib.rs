@@ -11,6 +11,7 @@
 //! ```
 
 mod metrics;
+pub mod trace_context;
 
 pub use metrics::{Metrics, RouteStatus, count_requests};
 

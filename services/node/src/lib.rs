@@ -15,11 +15,15 @@ mod credentials;
 mod freshness;
 mod layer;
 mod metrics;
+mod request;
 mod service;
 mod verify;
+mod verify_tracing;
 
 pub use credentials::{access_for, presented_key};
 pub use freshness::DEFAULT_MAX_STALENESS;
 pub use layer::{KeyAuth, KeyAuthLayer};
+pub use request::REQUEST_TARGET;
 pub use service::Node;
 pub use verify::denial_response;
+pub use verify_tracing::VerifyTracing;

@@ -17,9 +17,11 @@ use tracing::Instrument;
 use crate::KeyAuthLayer;
 use crate::freshness::{DEFAULT_MAX_STALENESS, Freshness, watchdog};
 use crate::metrics::NodeMetrics;
+use crate::request::{RequestIds, request_span};
 use crate::verify::{
     __path_verify, __path_verify_with_path, Allowed, ErrorBody, Verifier, verify, verify_with_path,
 };
+use crate::verify_tracing::VerifyTracing;
 use utoipa::OpenApi;
 
 /// A running API node: the validation table and the task that feeds it.
@@ -31,6 +33,7 @@ pub struct Node {
     freshness: Arc<Freshness>,
     max_staleness: Duration,
     metrics: NodeMetrics,
+    verify_tracing: VerifyTracing,
     feed_task: tokio::task::JoinHandle<()>,
     watchdog_task: tokio::task::JoinHandle<()>,
 }
@@ -91,9 +94,18 @@ impl Node {
             freshness,
             max_staleness,
             metrics: NodeMetrics::new(),
+            verify_tracing: VerifyTracing::off(),
             feed_task,
             watchdog_task,
         }
+    }
+
+    /// Which `/v1/verify` requests get a trace span (none by default; see
+    /// [`VerifyTracing`]). Set before [`Node::router`].
+    #[must_use]
+    pub fn with_verify_tracing(mut self, tracing: VerifyTracing) -> Self {
+        self.verify_tracing = tracing;
+        self
     }
 
     /// The table, for embedding [`KeyAuthLayer`] or validating in process.
@@ -121,6 +133,7 @@ impl Node {
         let verifier = Verifier {
             table: self.table.clone(),
             metrics: self.metrics.clone(),
+            tracing: self.verify_tracing.clone(),
         };
         let example = Router::new()
             .route("/example/items", get(list_items).post(create_item))
@@ -150,6 +163,10 @@ impl Node {
             .layer(axum::middleware::from_fn_with_state(
                 self.metrics.http().clone(),
                 keyledger_http::count_requests,
+            ))
+            .layer(axum::middleware::from_fn_with_state(
+                RequestIds::default(),
+                request_span,
             ))
     }
 

@@ -12,6 +12,7 @@ use keyledger_projections::{Access, Denial, Grant, ValidationTable};
 use serde_json::json;
 
 use crate::metrics::NodeMetrics;
+use crate::verify_tracing::VerifyTracing;
 use crate::{access_for, presented_key};
 
 /// The header that names the key on an allowed request.
@@ -38,6 +39,7 @@ pub(crate) fn check(
 pub(crate) struct Verifier {
     pub(crate) table: Arc<ValidationTable>,
     pub(crate) metrics: NodeMetrics,
+    pub(crate) tracing: VerifyTracing,
 }
 
 /// The answer to a denied request: 401 (or 403 for a read-only key asked to
@@ -112,7 +114,12 @@ pub(crate) async fn verify(
 ) -> Response<Body> {
     // Forward auth: the proxy tells us the method it is authorising.
     let access = access_for(&headers, &method);
-    match check(&verifier.table, Some(&verifier.metrics), &headers, access) {
+    let checked = if verifier.tracing.samples(&headers) {
+        traced_check(&verifier, &headers, access)
+    } else {
+        check(&verifier.table, Some(&verifier.metrics), &headers, access)
+    };
+    match checked {
         Ok(grant) => {
             let id = grant.key_id.to_string();
             let mut response = (
@@ -133,6 +140,42 @@ pub(crate) async fn verify(
             denial_response(&denial)
         }
     }
+}
+
+/// [`check`] inside a `verify` span that joins the caller's trace, if any,
+/// and names the key (id and public prefix) when it is one the ledger knows;
+/// never the key itself or its hash.
+fn traced_check(verifier: &Verifier, headers: &HeaderMap, access: Access) -> Result<Grant, Denial> {
+    let span = tracing::info_span!(
+        "verify",
+        otel.kind = "server",
+        access = ?access,
+        outcome = tracing::field::Empty,
+        key_id = tracing::field::Empty,
+        prefix = tracing::field::Empty,
+    );
+    keyledger_http::trace_context::join_remote_parent(&span, headers);
+    let result = span.in_scope(|| check(&verifier.table, Some(&verifier.metrics), headers, access));
+    let known = match &result {
+        Ok(grant) => Some(grant.key_id),
+        Err(Denial::ReadOnly { key_id }) => Some(*key_id),
+        Err(_) => None,
+    };
+    if let Some(key_id) = known {
+        span.record("key_id", tracing::field::display(key_id));
+        // A key the ledger knows: its leading characters are its public prefix.
+        if let Some(prefix) = presented_key(headers)
+            .ok()
+            .and_then(|k| k.get(..keyledger_events::PREFIX_LEN))
+        {
+            span.record("prefix", prefix);
+        }
+    }
+    span.record(
+        "outcome",
+        result.as_ref().map_or_else(Denial::code, |_| "ok"),
+    );
+    result
 }
 
 /// `/v1/verify/{original_path}`: the same check, for Envoy's ext_authz,
