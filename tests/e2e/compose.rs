@@ -84,17 +84,14 @@ fn the_compose_file_matches_what_the_binary_accepts() {
         let env = service["environment"].as_mapping().unwrap();
         for (key, value) in env {
             let key = key.as_str().unwrap();
-            if key.starts_with("KEYLEDGER_") {
-                assert!(
-                    help.contains(key),
-                    "{name}: `keyledger {sub}` does not read {key}"
-                );
-            } else {
-                assert!(
-                    key.starts_with("OTEL_"),
-                    "{name}: unexpected variable {key}"
-                );
-            }
+            assert!(
+                key.starts_with("KEYLEDGER_") || key.starts_with("OTEL_"),
+                "{name}: unexpected variable {key}"
+            );
+            assert!(
+                help.contains(key),
+                "{name}: `keyledger {sub}` does not read {key}"
+            );
             assert!(
                 value.as_str().is_some_and(|v| !v.is_empty()),
                 "{name}: {key} is empty"

@@ -57,6 +57,28 @@ impl Process {
         })
     }
 
+    /// Its process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// CPU time (user + system) it has used so far, from `/proc` (Linux).
+    pub fn cpu_time(&self) -> anyhow::Result<Duration> {
+        let pid = self.pid().context("not running")?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+        // Fields after the command name (which may hold spaces), from field 3 on.
+        let rest = stat.rsplit_once(')').context("stat format")?.1;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: u64 = fields
+            .get(11..13)
+            .context("stat fields")?
+            .iter()
+            .map(|f| f.parse::<u64>())
+            .sum::<Result<u64, _>>()?;
+        // Linux reports these in clock ticks of 1/100 s (USER_HZ).
+        Ok(Duration::from_millis(ticks * 10))
+    }
+
     /// Sends SIGTERM and waits (at most 15 s) for the exit.
     pub fn terminate(&mut self) -> anyhow::Result<ExitStatus> {
         self.signal(nix::sys::signal::Signal::SIGTERM)

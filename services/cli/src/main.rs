@@ -18,6 +18,16 @@ use keyledger_eventlog::{EventLog, FeedOptions, StreamOptions};
 use keyledger_events::{PublicKey, SigningKey};
 use keyledger_node::VerifyTracing;
 
+/// How traces are switched on, for the services' `--help`.
+macro_rules! traces_help {
+    () => {
+        "Traces: set OTEL_EXPORTER_OTLP_ENDPOINT (OTLP over HTTP, e.g. http://collector:4318) to \
+        export them; OTEL_SERVICE_NAME names this process (default keyledger-<command>); the other \
+        standard OTEL_* variables (sampler, batch, headers, timeout) apply. Logs: RUST_LOG and \
+        --log-format."
+    };
+}
+
 #[derive(Parser)]
 #[command(
     name = "keyledger",
@@ -47,13 +57,15 @@ enum LogFormat {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the management API (creates the stream if it does not exist).
-    #[command(
-        after_help = "The admin token comes from KEYLEDGER_ADMIN_TOKEN or from the file named by \
+    #[command(after_help = concat!(
+        "The admin token comes from KEYLEDGER_ADMIN_TOKEN or from the file named by \
         --admin-token-file (at least 16 characters). It is never accepted as a flag, so it stays out of \
-        `ps` and shell history."
-    )]
+        `ps` and shell history.\n\n",
+        traces_help!()
+    ))]
     Admin(AdminArgs),
     /// Run an API node: replay the stream, follow it, answer /v1/verify.
+    #[command(after_help = traces_help!())]
     Node(NodeArgs),
     /// For auditors: export, verify and replay the history, online or from an exported file.
     #[command(
@@ -74,11 +86,12 @@ enum Cmd {
     /// Make a new Ed25519 signing key for keyledger admin (and its public key for nodes and auditors).
     Keygen(KeygenArgs),
     /// Quick start: nats-server, an admin service and two nodes, in one process.
-    #[command(
-        after_help = "nats-server is found through NATS_SERVER_BIN, then PATH, then \
+    #[command(after_help = concat!(
+        "nats-server is found through NATS_SERVER_BIN, then PATH, then \
         .tools/nats-server/bin (scripts/install-nats-server puts a pinned one there). The admin \
-        token is KEYLEDGER_ADMIN_TOKEN if set, else one made on first start and kept in the data dir."
-    )]
+        token is KEYLEDGER_ADMIN_TOKEN if set, else one made on first start and kept in the data dir.\n\n",
+        traces_help!()
+    ))]
     Dev(dev::DevArgs),
 }
 
