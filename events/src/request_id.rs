@@ -21,6 +21,16 @@ impl RequestId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The id a caller sent (`X-Request-Id`), unless it is malformed or
+    /// holds an API key: ids are logged and stored, so a key pasted into
+    /// the wrong header must not be kept.
+    pub fn from_caller(text: &str) -> Option<Self> {
+        if crate::ApiKey::appears_in(text) {
+            return None;
+        }
+        text.parse().ok()
+    }
 }
 
 impl FromStr for RequestId {
@@ -72,5 +82,18 @@ mod tests {
         assert!("a b".parse::<RequestId>().is_err());
         assert!("a\nb".parse::<RequestId>().is_err());
         assert!("é".parse::<RequestId>().is_err());
+    }
+
+    #[test]
+    fn a_caller_id_holding_a_key_is_not_kept() {
+        let key = crate::ApiKey::generate().unwrap();
+        let pasted = format!("req-{}", key.expose_secret());
+        assert!(pasted.parse::<RequestId>().is_ok(), "well-formed as an id");
+        assert_eq!(RequestId::from_caller(&pasted), None);
+        assert_eq!(
+            RequestId::from_caller("req-42").map(|id| id.as_str().to_owned()),
+            Some("req-42".to_owned())
+        );
+        assert_eq!(RequestId::from_caller("a b"), None);
     }
 }

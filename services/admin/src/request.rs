@@ -50,8 +50,8 @@ pub(crate) async fn request_id(
         .headers()
         .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())
-        .filter(|v| !ApiKey::appears_in(v) && !state.token.appears_in(v))
-        .and_then(|v| v.parse::<RequestId>().ok())
+        .and_then(RequestId::from_caller)
+        .filter(|id| !state.token.appears_in(id.as_str()))
         .unwrap_or_else(fresh_request_id);
     req.extensions_mut().insert(id.clone());
     // The route template, never the raw path: a pasted secret in a URL stays out of the logs.

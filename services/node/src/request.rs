@@ -13,7 +13,7 @@ use axum::extract::{MatchedPath, Request};
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
-use keyledger_events::{ApiKey, RequestId};
+use keyledger_events::RequestId;
 use tracing::Instrument as _;
 
 /// The tracing target of the node's per-request span.
@@ -51,8 +51,7 @@ pub(crate) async fn request_span(
         .headers()
         .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())
-        .filter(|v| !ApiKey::appears_in(v))
-        .and_then(|v| v.parse::<RequestId>().ok())
+        .and_then(RequestId::from_caller)
         .map_or_else(|| ids.next(), |id| id.as_str().to_owned());
     let route = req
         .extensions()
