@@ -239,11 +239,13 @@ fn main() -> ExitCode {
         cli.command,
         Cmd::Audit(_) | Cmd::Keygen(_) | Cmd::Keys(_) | Cmd::Healthcheck(_)
     );
+    // Only the services export traces; a `keys`, `audit` or `healthcheck`
+    // run in the same environment does not start an exporter.
     let service = match &cli.command {
-        Cmd::Admin(_) => "keyledger-admin",
-        Cmd::Node(_) => "keyledger-node",
-        Cmd::Dev(_) => "keyledger-dev",
-        _ => "keyledger",
+        Cmd::Admin(_) => Some("keyledger-admin"),
+        Cmd::Node(_) => Some("keyledger-node"),
+        Cmd::Dev(_) => Some("keyledger-dev"),
+        _ => None,
     };
     let telemetry = match telemetry::Telemetry::init(
         cli.log_format,

@@ -39,13 +39,13 @@ pub(crate) struct Telemetry {
 
 impl Telemetry {
     /// Installs the global subscriber: logs to stderr in `format`, at
-    /// `default_level` unless `RUST_LOG` says otherwise, and traces to OTLP
-    /// when the environment asks for it. `service` names this process when
-    /// `OTEL_SERVICE_NAME` does not.
+    /// `default_level` unless `RUST_LOG` says otherwise, and, for a
+    /// `service`, traces to OTLP when the environment asks for it. `service`
+    /// names this process when `OTEL_SERVICE_NAME` does not.
     pub(crate) fn init(
         format: LogFormat,
         default_level: &str,
-        service: &str,
+        service: Option<&str>,
     ) -> anyhow::Result<Self> {
         let filter =
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
@@ -57,10 +57,9 @@ impl Telemetry {
             LogFormat::Json => fmt.json().boxed(),
         }
         .with_filter(filter);
-        let provider = if exporting_requested() {
-            Some(provider(service)?)
-        } else {
-            None
+        let provider = match service {
+            Some(service) if exporting_requested() => Some(provider(service)?),
+            _ => None,
         };
         let otel = provider.as_ref().map(|provider| {
             opentelemetry::global::set_text_map_propagator(
