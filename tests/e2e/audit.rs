@@ -332,6 +332,41 @@ async fn point_in_time_answers_and_leaked_key_lookup() {
         out.contains("Disabled") && out.contains("from 127.0.0.1"),
         "{out}"
     );
+    // Its times are exact: copied into --at, each names its own event.
+    let time_of = |kind: &str| {
+        out.lines()
+            .find(|l| l.split_whitespace().nth(2) == Some(kind))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap_or_else(|| panic!("no {kind} line in {out}"))
+            .to_owned()
+    };
+    for (kind, want) in [("Created", 0), ("Disabled", 3), ("Enabled", 0)] {
+        let at = time_of(kind);
+        let (code, answer, err) = audit(
+            &[
+                &["was-valid", key.id.as_str(), "--at", at.as_str()],
+                &offline[..],
+            ]
+            .concat(),
+            None,
+        );
+        assert_eq!(
+            code, want,
+            "was-valid at the {kind} time {at}: {answer}{err}"
+        );
+    }
+    // A key given as an argument (where shell history keeps it) is refused
+    // and not repeated.
+    let (code, out, err) = audit(
+        &[&["lookup", key.key.as_str()], &offline[..]].concat(),
+        None,
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("stdin"), "{err}");
+    assert!(
+        !out.contains(&key.key) && !err.contains(&key.key),
+        "never echoed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -115,6 +115,9 @@ struct LookupArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
+    /// A key given on the command line by mistake: refused, and never repeated.
+    #[arg(hide = true, num_args = 0..)]
+    misplaced: Vec<String>,
 }
 
 #[derive(Args)]
@@ -536,12 +539,9 @@ fn print_history(key: &KeyAt, entries: &[HistoryEntry], format: Format) -> anyho
                     .unwrap_or_default()
             )
         });
-        let stored = e
-            .stored_at
-            .format(time::macros::format_description!(
-                "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
-            ))
-            .unwrap_or_default();
+        // Exactly as stored (to the nanosecond), so that a time copied from
+        // here into `was-valid --at` or `replay --at` names this very event.
+        let stored = e.stored_at.format(&Rfc3339).unwrap_or_default();
         println!(
             "  #{:<6} {stored}  {:<12} {}  by {who}{from}{}",
             e.seq,
@@ -566,6 +566,13 @@ async fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn lookup(args: LookupArgs) -> anyhow::Result<ExitCode> {
+    if !args.misplaced.is_empty() {
+        bail!(
+            "lookup reads the key from stdin, never from the command line, where it lands in shell \
+             history and `ps` (the argument was not used and is not repeated here): \
+             echo \"$KEY\" | keyledger audit lookup …"
+        );
+    }
     if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
         eprintln!("paste the key and press Enter (it is read from stdin, never from arguments):");
     }

@@ -280,14 +280,25 @@ async fn connect_when_up(
     }
 }
 
+/// Waits until `who` has replayed the stream.
+async fn caught_up(
+    mut feed: watch::Receiver<keyledger_eventlog::FeedState>,
+    who: &str,
+) -> anyhow::Result<()> {
+    feed.wait_for(|f| f.caught_up)
+        .await
+        .map(|_| ())
+        .with_context(|| format!("{who} stopped before it caught up"))
+}
+
 pub(crate) async fn run(args: DevArgs, verify_tracing: VerifyTracing) -> anyhow::Result<()> {
     let bin = find_nats_server()?;
     // Take every port before starting anything, so that a second `dev` fails
     // cleanly instead of attaching to the first one's NATS.
-    let admin_listener = serve::bind(args.admin_listen).await?;
+    let admin_listener = serve::bind(args.admin_listen, "--admin-listen").await?;
     let mut node_listeners = Vec::new();
     for addr in &args.node_listen {
-        node_listeners.push(serve::bind(*addr).await?);
+        node_listeners.push(serve::bind(*addr, "--node-listen").await?);
     }
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
@@ -322,11 +333,7 @@ pub(crate) async fn run(args: DevArgs, verify_tracing: VerifyTracing) -> anyhow:
     .instrument(tracing::info_span!("admin"))
     .await
     .context("cannot set up the stream")?;
-    let mut replay = admin.feed();
-    replay
-        .wait_for(|f| f.caught_up)
-        .await
-        .context("the admin service stopped before it caught up")?;
+    caught_up(admin.feed(), "the admin service").await?;
     let admin_key = dev_admin_key(&args.data_dir, admin.router(), &token_text).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -353,6 +360,10 @@ pub(crate) async fn run(args: DevArgs, verify_tracing: VerifyTracing) -> anyhow:
         nodes.push(node);
     }
 
+    // The banner says the system is up: wait until every node validates.
+    for node in &nodes {
+        caught_up(node.feed(), "a node").await?;
+    }
     print_banner(&Banner {
         data_dir: &args.data_dir,
         nats_url: &nats_url,

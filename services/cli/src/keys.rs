@@ -344,15 +344,15 @@ pub(crate) async fn run(args: KeysArgs) -> anyhow::Result<ExitCode> {
                 bail!("nothing to change: give --name, --read-only or --enabled");
             }
             let id = id_of(&api.resolve(&key).await?)?;
-            patch(&api, &id, Value::Object(change), json).await?;
+            patch(&api, &id, Value::Object(change), json, "Updated").await?;
         }
         KeysCmd::Disable { key } => {
             let id = id_of(&api.resolve(&key).await?)?;
-            patch(&api, &id, json!({ "enabled": false }), json).await?;
+            patch(&api, &id, json!({ "enabled": false }), json, "Disabled").await?;
         }
         KeysCmd::Enable { key } => {
             let id = id_of(&api.resolve(&key).await?)?;
-            patch(&api, &id, json!({ "enabled": true }), json).await?;
+            patch(&api, &id, json!({ "enabled": true }), json, "Enabled").await?;
         }
         KeysCmd::Remove { key, yes } => {
             let view = api.resolve(&key).await?;
@@ -379,7 +379,7 @@ pub(crate) async fn run(args: KeysArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn patch(api: &Api, id: &str, change: Value, json: bool) -> anyhow::Result<()> {
+async fn patch(api: &Api, id: &str, change: Value, json: bool, done: &str) -> anyhow::Result<()> {
     let view = api
         .call(
             reqwest::Method::PATCH,
@@ -391,7 +391,7 @@ async fn patch(api: &Api, id: &str, change: Value, json: bool) -> anyhow::Result
         print_json(&view)
     } else {
         let mut out = std::io::stdout().lock();
-        writeln!(out, "Updated {}", describe(&view))?;
+        writeln!(out, "{done} {}", describe(&view))?;
         print_fields(&mut out, &view)?;
         Ok(())
     }
@@ -452,9 +452,13 @@ async fn list(
     }
     out.flush()?;
     drop(out);
+    let counted = match keys.len() {
+        1 => "1 key".to_owned(),
+        n => format!("{n} keys"),
+    };
     match cursor {
-        Some(c) => eprintln!("{} keys; more with --cursor {c} (or --all)", keys.len()),
-        None => eprintln!("{} keys", keys.len()),
+        Some(c) => eprintln!("{counted}; more with --cursor {c} (or --all)"),
+        None => eprintln!("{counted}"),
     }
     Ok(())
 }

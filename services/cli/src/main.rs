@@ -404,7 +404,7 @@ async fn admin(args: AdminArgs) -> anyhow::Result<()> {
     )
     .await
     .context("cannot set up the stream")?;
-    let listener = serve::bind(args.listen).await?;
+    let listener = serve::bind(args.listen, "--listen").await?;
     tracing::info!(addr = %listener.local_addr()?, stream = %args.common.connection.stream, "admin listening");
     serve::serve(listener, admin.router(), serve::shutdown_signal()).await
 }
@@ -425,7 +425,7 @@ async fn node(args: NodeArgs, verify_tracing: VerifyTracing) -> anyhow::Result<(
         args.max_staleness,
     )
     .with_verify_tracing(verify_tracing);
-    let listener = serve::bind(args.listen).await?;
+    let listener = serve::bind(args.listen, "--listen").await?;
     tracing::info!(addr = %listener.local_addr()?, stream = %args.common.connection.stream, "node listening");
     serve::serve(listener, node.router(), serve::shutdown_signal()).await
 }

@@ -8,10 +8,11 @@ use axum::Router;
 use keyledger_http::Limits;
 use tokio::net::TcpListener;
 
-pub(crate) async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+/// Binds `addr`; on failure names the flag (`flag`) that picks another.
+pub(crate) async fn bind(addr: SocketAddr, flag: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr)
         .await
-        .with_context(|| format!("cannot listen on {addr}"))
+        .with_context(|| format!("cannot listen on {addr} (choose another address with {flag})"))
 }
 
 pub(crate) async fn serve(

@@ -135,8 +135,9 @@ impl EventLog {
                     let closing = closing.load(Ordering::Relaxed);
                     async move {
                         match event {
-                            async_nats::Event::Disconnected if closing => {
-                                tracing::debug!(url = %shown, "NATS connection closed");
+                            // Whatever the connection reports while we close it is ours.
+                            _ if closing => {
+                                tracing::debug!(url = %shown, event = %event, "NATS connection closing");
                             }
                             async_nats::Event::Connected => {
                                 tracing::info!(url = %shown, "NATS connected");
