@@ -593,3 +593,80 @@ async fn secrets_pasted_into_the_wrong_place_are_never_echoed_or_stored() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_key_revoked_while_its_request_is_in_flight_changes_nothing() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sys = System::with_nodes(0).await.unwrap();
+    let target = sys.create_key("target", true).await;
+    let revocations = [
+        (Method::PATCH, json!({ "enabled": false })),
+        (Method::PATCH, json!({ "read_only": true })),
+        (Method::DELETE, Value::Null),
+    ];
+    for (n, (how, revocation)) in revocations.into_iter().enumerate() {
+        let (status, x) = sys
+            .admin_call(
+                Method::POST,
+                "/v1/keys",
+                Some(json!({ "name": format!("doomed admin {n}"), "admin": true })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{x}");
+        let (x_key, x_id) = (x["key"].as_str().unwrap(), x["id"].as_str().unwrap());
+        // Two requests by X: their headers pass authentication, their bodies wait.
+        let requests = [
+            (
+                "PATCH",
+                format!("/v1/keys/{}", target.id),
+                json!({ "name": format!("renamed by {n}") }),
+            ),
+            (
+                "POST",
+                "/v1/keys".to_owned(),
+                json!({ "name": format!("persistence {n}"), "admin": true }),
+            ),
+        ];
+        let mut pending = Vec::new();
+        for (method, path, body) in &requests {
+            let body = body.to_string();
+            let head = format!(
+                "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {x_key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            let addr = sys.admin.url.trim_start_matches("http://");
+            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            stream.write_all(head.as_bytes()).await.unwrap();
+            pending.push((stream, body));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        // X is revoked (acknowledged) while they wait.
+        let (status, body) = sys
+            .admin_call(
+                how.clone(),
+                &format!("/v1/keys/{x_id}"),
+                (!revocation.is_null()).then_some(revocation),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        for (mut stream, body) in pending {
+            stream.write_all(body.as_bytes()).await.unwrap();
+            let mut answer = vec![0u8; 4096];
+            let read =
+                tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut answer))
+                    .await
+                    .unwrap()
+                    .unwrap();
+            let answer = String::from_utf8_lossy(&answer[..read]);
+            assert!(answer.starts_with("HTTP/1.1 401"), "case {n}: {answer}");
+        }
+        let (_, listed) = sys
+            .admin_call(Method::GET, "/v1/keys?q=persistence", None)
+            .await;
+        assert_eq!(listed["keys"], json!([]), "case {n}: no key was made");
+        let (_, now) = sys
+            .admin_call(Method::GET, &format!("/v1/keys/{}", target.id), None)
+            .await;
+        assert_eq!(now["name"], "target", "case {n}: the key was not renamed");
+    }
+}

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use keyledger_eventlog::{AppendError, lock_chain};
 use keyledger_events::{
-    Chain, Command, Commit, Event, EventId, KeyError, KeyId, Signed, SigningKey, decide,
+    Actor, Chain, Command, Commit, Event, EventId, KeyError, KeyId, Signed, SigningKey, decide,
 };
 use keyledger_projections::{KeyView, Projection};
 use time::OffsetDateTime;
@@ -157,6 +157,21 @@ fn decide_and_sign(
     make: &mut impl FnMut(&AppState) -> Result<Command, ApiError>,
 ) -> Result<Decided, ApiError> {
     let position = chain.position();
+    // The credential was checked when the request arrived; it may have been
+    // disabled, removed or made read-only since (by another request, or
+    // another admin process whose write this one lost the race to). What it
+    // may do is decided on the same state as the change itself.
+    if let Actor::AdminKey { key_id: actor, .. } = &ctx.actor
+        && !state
+            .catalogue
+            .get(actor)
+            .is_some_and(|v| v.admin && v.enabled && !v.read_only && v.untrusted.is_none())
+    {
+        tracing::warn!(
+            "the admin key was revoked or made read-only while its request was in flight"
+        );
+        return Err(ApiError::Unauthorized);
+    }
     let key_state = state
         .catalogue
         .state(&key_id)
