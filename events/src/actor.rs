@@ -53,17 +53,20 @@ impl Origin {
     /// The longest user agent recorded, in characters.
     pub const MAX_USER_AGENT: usize = 200;
 
-    /// Builds an origin, keeping only printable user-agent text and only a
-    /// well-formed trace id.
+    /// A user agent as it would be recorded, before it is cut to length:
+    /// its printable characters only. Scan this for secrets, not the raw
+    /// header: dropping a control character can join a key split by one.
+    pub fn printable_user_agent(raw: &str) -> String {
+        raw.chars().filter(|c| !c.is_control()).collect()
+    }
+
+    /// Builds an origin, keeping only printable user-agent text (none at all
+    /// when it holds an API key) and only a well-formed trace id.
     pub fn new(ip: Option<String>, user_agent: Option<&str>, trace_id: Option<&str>) -> Self {
         let user_agent = user_agent
-            .map(|ua| {
-                ua.chars()
-                    .filter(|c| !c.is_control())
-                    .take(Self::MAX_USER_AGENT)
-                    .collect::<String>()
-            })
-            .filter(|ua| !ua.is_empty());
+            .map(Self::printable_user_agent)
+            .filter(|ua| !ua.is_empty() && !crate::ApiKey::appears_in(ua))
+            .map(|ua| ua.chars().take(Self::MAX_USER_AGENT).collect());
         let trace_id = trace_id
             .filter(|t| {
                 t.len() == 32
@@ -102,5 +105,19 @@ mod tests {
         );
         assert_eq!(o.user_agent.map(|u| u.len()), Some(Origin::MAX_USER_AGENT));
         assert_eq!(o.trace_id, None);
+    }
+
+    #[test]
+    fn a_key_split_by_a_control_character_is_not_recorded() {
+        let key = crate::ApiKey::generate().unwrap();
+        let (a, b) = key.expose_secret().split_at(20);
+        let o = Origin::new(None, Some(&format!("tool {a}\t{b}")), None);
+        assert_eq!(o.user_agent, None);
+        let o = Origin::new(
+            None,
+            Some(&format!("{} {}", "x".repeat(190), key.expose_secret())),
+            None,
+        );
+        assert_eq!(o.user_agent, None, "not even cut in half");
     }
 }

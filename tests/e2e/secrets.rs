@@ -215,6 +215,15 @@ async fn no_raw_key_or_admin_token_appears_in_logs_or_storage() {
             format!("client/{}", raw_keys[1]),
         ),
         (format!("x.{token}"), format!("client/{token} (linux)")),
+        // Split by a TAB, which recording drops: it would join them again.
+        (
+            format!("y.{}", raw_keys[1]),
+            format!("tool {}\t{}", &raw_keys[1][..20], &raw_keys[1][20..]),
+        ),
+        (
+            format!("z.{token}"),
+            format!("tool {}\t{}", &token[..10], &token[10..]),
+        ),
     ] {
         let r = http
             .patch(format!("{admin}/v1/keys/{}", ids[0]))

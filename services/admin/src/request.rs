@@ -8,7 +8,7 @@ use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use keyledger_events::{Actor, ApiKey, KeyHash, Origin, RequestId};
+use keyledger_events::{Actor, KeyHash, Origin, RequestId};
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -178,12 +178,13 @@ pub(crate) async fn authenticate(
         .map(|ConnectInfo(addr)| addr.ip().to_string());
     // A user agent that holds a key or the token is not recorded at all.
     let user_agent = header_text(req.headers(), header::USER_AGENT.as_str())
-        .filter(|ua| !ApiKey::appears_in(ua) && !state.token.appears_in(ua));
+        .map(Origin::printable_user_agent)
+        .filter(|ua| !state.token.appears_in(ua));
     // The trace this request belongs to: ours when traces are exported (it
     // joined the caller's, if any), else the caller's.
     let trace = keyledger_http::trace_context::trace_id(&tracing::Span::current())
         .or_else(|| trace_id(req.headers()));
-    let origin = Origin::new(ip, user_agent, trace.as_deref());
+    let origin = Origin::new(ip, user_agent.as_deref(), trace.as_deref());
     tracing::Span::current().record("actor", actor.label());
     req.extensions_mut().insert(RequestContext {
         request_id,
