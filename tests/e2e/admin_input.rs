@@ -670,3 +670,36 @@ async fn an_admin_key_revoked_while_its_request_is_in_flight_changes_nothing() {
         assert_eq!(now["name"], "target", "case {n}: the key was not renamed");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_sent_as_the_request_times_out_is_answered_by_its_outcome_not_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sys = System::with_nodes(0).await.unwrap();
+    let target = sys.create_key("slow target", false).await;
+    let body = json!({ "enabled": false }).to_string();
+    let head = format!(
+        "PATCH /v1/keys/{} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        target.id,
+        sys.token,
+        body.len()
+    );
+    let addr = sys.admin.url.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    // The body comes late (the request timeout is 5 s in tests), and NATS
+    // hangs just as the change is sent: it cannot be confirmed in time.
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    sys.nats.freeze(true).unwrap();
+    stream.write_all(body.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 4096];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(30), stream.read(&mut answer))
+        .await
+        .expect("an answer")
+        .unwrap();
+    sys.nats.freeze(false).unwrap();
+    let answer = String::from_utf8_lossy(&answer[..read]);
+    assert!(
+        answer.starts_with("HTTP/1.1 503") && answer.contains("not_confirmed"),
+        "a change that may land is never answered 408 (nothing changed): {answer}"
+    );
+}

@@ -124,6 +124,23 @@ impl NatsServer {
         }
     }
 
+    /// Freezes (`true`, SIGSTOP) or thaws (`false`, SIGCONT) the server: a
+    /// hung server, whose connections stay open but answer nothing.
+    pub fn freeze(&self, frozen: bool) -> anyhow::Result<()> {
+        use nix::sys::signal::{Signal, kill};
+        let child = self.child.as_ref().context("not running")?;
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id())?);
+        kill(
+            pid,
+            if frozen {
+                Signal::SIGSTOP
+            } else {
+                Signal::SIGCONT
+            },
+        )?;
+        Ok(())
+    }
+
     /// Starts it again on the same port with the same store.
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.kill();

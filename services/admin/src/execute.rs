@@ -18,6 +18,9 @@ use crate::service::AppState;
 /// How often a command is decided again after losing the race for the stream.
 const ATTEMPTS: usize = 8;
 
+/// How long a command waits for its turn to append.
+const TURN_WAIT: Duration = Duration::from_secs(10);
+
 /// What a command appended.
 pub(crate) struct Appended {
     /// Stream sequence of the commit, or of the key's last commit when the
@@ -47,8 +50,13 @@ pub(crate) async fn execute(
         )));
     }
     // One command at a time per process; races with other processes are
-    // settled by the stream's expected last sequence.
-    let _turn = state.append_turn.lock().await;
+    // settled by the stream's expected last sequence. A turn that does not
+    // come (NATS hangs under the writer ahead) is an honest 503: nothing sent.
+    let Ok(_turn) = tokio::time::timeout(TURN_WAIT, state.append_turn.lock()).await else {
+        return Err(ApiError::Unavailable(
+            "another change is still being written (is NATS slow?); nothing was changed".into(),
+        ));
+    };
     let mut caught_up = false;
     for attempt in 0..ATTEMPTS {
         // Decide and sign under the chain's lock, so that the state decided
@@ -75,6 +83,8 @@ pub(crate) async fn execute(
             Decided::NotFound => return Err(ApiError::KeyNotFound(Some(key_id))),
         };
         let msg_id = commit.id().to_string();
+        // From here the change may land: the answer must say what became of it.
+        ctx.commit_point.reached();
         match state
             .log
             .append(

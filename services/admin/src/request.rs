@@ -24,6 +24,8 @@ pub(crate) struct RequestContext {
     pub(crate) request_id: RequestId,
     pub(crate) actor: Actor,
     pub(crate) origin: Origin,
+    /// Marked just before a change is sent (see [`keyledger_http::CommitPoint`]).
+    pub(crate) commit_point: keyledger_http::CommitPoint,
 }
 
 /// A new request id (a UUIDv7).
@@ -186,10 +188,16 @@ pub(crate) async fn authenticate(
         .or_else(|| trace_id(req.headers()));
     let origin = Origin::new(ip, user_agent.as_deref(), trace.as_deref());
     tracing::Span::current().record("actor", actor.label());
+    let commit_point = req
+        .extensions()
+        .get::<keyledger_http::CommitPoint>()
+        .cloned()
+        .unwrap_or_default();
     req.extensions_mut().insert(RequestContext {
         request_id,
         actor,
         origin,
+        commit_point,
     });
     next.run(req).await
 }

@@ -6,7 +6,7 @@
 //! the same router with:
 //!
 //! ```text
-//!   accept ─► connection cap ─► header read timeout ─► request timeout (408) ─► router
+//!   accept ─► connection cap ─► header read timeout ─► request timeout (408, until the handler's commit point) ─► router
 //!                                                      graceful shutdown: stop accepting, finish in-flight
 //! ```
 
@@ -17,6 +17,7 @@ pub use metrics::{Metrics, RouteStatus, count_requests};
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -38,6 +39,25 @@ pub fn readiness(status: serde_json::Value) -> (StatusCode, axum::Json<serde_jso
         StatusCode::SERVICE_UNAVAILABLE
     };
     (code, axum::Json(status))
+}
+
+/// The point past which a request must run to its end: a handler marks it
+/// just before it sends a change that may land. Until then the request
+/// timeout answers 408 (nothing was changed); after it, the handler's own
+/// answer, which says what became of the change. Handlers find it in the
+/// request extensions; outside [`serve`] nothing reads it.
+#[derive(Clone, Debug, Default)]
+pub struct CommitPoint(Arc<AtomicBool>);
+
+impl CommitPoint {
+    /// From here on the request timeout no longer cuts this request short.
+    pub fn reached(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    fn is_reached(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
 }
 
 /// Limits for one listener.
@@ -74,9 +94,16 @@ pub async fn serve(
 ) {
     let timeout = limits.request_timeout;
     let router = router.layer(axum::middleware::from_fn(
-        move |req: axum::extract::Request, next: axum::middleware::Next| async move {
-            match tokio::time::timeout(timeout, next.run(req)).await {
+        move |mut req: axum::extract::Request, next: axum::middleware::Next| async move {
+            let point = CommitPoint::default();
+            req.extensions_mut().insert(point.clone());
+            let run = next.run(req);
+            tokio::pin!(run);
+            match tokio::time::timeout(timeout, &mut run).await {
                 Ok(response) => response,
+                // Past its commit point a request may have changed
+                // something: only its own answer can say what.
+                Err(_) if point.is_reached() => run.await,
                 Err(_) => request_timeout(timeout),
             }
         },
