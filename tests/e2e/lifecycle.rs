@@ -95,15 +95,18 @@ async fn read_only_key_reads_but_cannot_write() {
             .unwrap();
         assert_eq!(r.status(), FORBIDDEN, "{header}");
     }
-    // Envoy ext_authz appends the original path to /v1/verify.
-    let r = sys
-        .http
-        .get(format!("{node}/v1/verify/api/orders?id=7"))
-        .header("x-api-key", &key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), OK);
+    // Envoy ext_authz appends the original path to /v1/verify (for the
+    // protected API's root, `/`).
+    for original in ["/api/orders?id=7", "/", "/?a=1"] {
+        let r = sys
+            .http
+            .get(format!("{node}/v1/verify{original}"))
+            .header("x-api-key", &key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), OK, "{original}");
+    }
     // Wrong methods on the node's own routes get the JSON error shape too.
     let r = sys
         .http

@@ -141,11 +141,13 @@ impl Node {
             .layer(self.layer());
         Router::new()
             .route("/v1/verify", any(verify).with_state(verifier.clone()))
-            // Envoy's ext_authz appends the original path to its path_prefix.
+            // Envoy's ext_authz appends the original path to its path_prefix
+            // (`/v1/verify/` for the protected API's root).
             .route(
                 "/v1/verify/{*original_path}",
-                any(verify_with_path).with_state(verifier),
+                any(verify_with_path).with_state(verifier.clone()),
             )
+            .route("/v1/verify/", any(verify).with_state(verifier))
             .route("/v1/status", get(status).with_state(state.clone()))
             .route("/readyz", get(readyz).with_state(state.clone()))
             .route("/metrics", get(metrics).with_state(state))
