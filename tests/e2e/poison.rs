@@ -374,3 +374,44 @@ async fn forged_events_published_straight_to_nats_never_grant_access() {
         [StatusCode::OK, StatusCode::OK]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_trusts_the_wrong_public_key_is_not_ready() {
+    let sys = System::with_nodes(1).await.unwrap();
+    let key = sys.create_key("anything", true).await;
+    let stranger = keyledger_events::SigningKey::generate().unwrap();
+    let wrong =
+        keyledger_tests::RunningNode::start(&sys.nats.url(), &sys.stream, stranger.public_key())
+            .await
+            .unwrap();
+    let head = applied_seq(&sys.http, &sys.nodes[0].url).await;
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            applied_seq(&sys.http, &wrong.url).await >= head
+        })
+        .await
+    );
+    let r = sys
+        .http
+        .get(format!("{}/readyz", wrong.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["nothing_trusted"], true, "{body}");
+    assert_eq!(
+        keyledger_tests::verify_at(&sys.http, &wrong.url, &key.key, "GET").await,
+        StatusCode::UNAUTHORIZED,
+        "and it grants nothing"
+    );
+    // The node with the right key is ready and grants the key.
+    let r = sys
+        .http
+        .get(format!("{}/readyz", sys.nodes[0].url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(sys.verify(0, &key.key, "GET").await, StatusCode::OK);
+}

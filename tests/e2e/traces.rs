@@ -369,3 +369,48 @@ fn r_seq(history: &Value, kind: &str) -> String {
         .map(|e| e["seq"].to_string())
         .unwrap()
 }
+
+#[test]
+fn open_telemetry_settings_keyledger_cannot_honour_are_start_up_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            vec![("OTEL_TRACES_EXPORTER", "bogus")],
+            "OTEL_TRACES_EXPORTER",
+        ),
+        (
+            vec![
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1"),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ],
+            "http/protobuf",
+        ),
+        (
+            vec![("OTEL_TRACES_SAMPLER", "sometimes")],
+            "OTEL_TRACES_SAMPLER",
+        ),
+        (
+            vec![
+                ("OTEL_TRACES_SAMPLER", "traceidratio"),
+                ("OTEL_TRACES_SAMPLER_ARG", "abc"),
+            ],
+            "OTEL_TRACES_SAMPLER_ARG",
+        ),
+        (
+            vec![("OTEL_EXPORTER_OTLP_TIMEOUT", "soon")],
+            "OTEL_EXPORTER_OTLP_TIMEOUT",
+        ),
+    ];
+    for (envs, named) in cases {
+        let mut p = Process::spawn(
+            "otel",
+            dir.path(),
+            &["node", "--nats-url", "nats://127.0.0.1:1"],
+            &envs,
+        )
+        .unwrap();
+        let status = p.wait(Duration::from_secs(10)).unwrap();
+        assert!(!status.success(), "{envs:?}");
+        assert!(p.output().contains(named), "{envs:?}: {}", p.output());
+    }
+}

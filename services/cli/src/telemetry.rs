@@ -57,6 +57,9 @@ impl Telemetry {
             LogFormat::Json => fmt.json().boxed(),
         }
         .with_filter(filter);
+        if service.is_some() {
+            check_settings()?;
+        }
         let provider = match service {
             Some(service) if exporting_requested() => Some(provider(service)?),
             _ => None,
@@ -117,12 +120,55 @@ fn exporting_requested() -> bool {
         || env("OTEL_EXPORTER_OTLP_ENDPOINT").is_some()
 }
 
+/// Refuses OpenTelemetry settings keyledger would otherwise ignore without
+/// a word (the SDK falls back silently), whether or not traces are exported.
+fn check_settings() -> anyhow::Result<()> {
+    if let Some(exporter) = env("OTEL_TRACES_EXPORTER") {
+        anyhow::ensure!(
+            ["otlp", "none"]
+                .iter()
+                .any(|e| exporter.eq_ignore_ascii_case(e)),
+            "OTEL_TRACES_EXPORTER={exporter} is not supported: keyledger exports traces with OTLP (otlp) or not at all (none)"
+        );
+    }
+    let samplers = [
+        "always_on",
+        "always_off",
+        "traceidratio",
+        "parentbased_always_on",
+        "parentbased_always_off",
+        "parentbased_traceidratio",
+    ];
+    if let Some(sampler) = env("OTEL_TRACES_SAMPLER") {
+        anyhow::ensure!(
+            samplers.contains(&sampler.as_str()),
+            "OTEL_TRACES_SAMPLER={sampler} is not one of {}",
+            samplers.join(", ")
+        );
+        if sampler.ends_with("traceidratio")
+            && let Some(arg) = env("OTEL_TRACES_SAMPLER_ARG")
+        {
+            anyhow::ensure!(
+                arg.parse::<f64>().is_ok_and(|r| (0.0..=1.0).contains(&r)),
+                "OTEL_TRACES_SAMPLER_ARG={arg} is not a ratio from 0 to 1"
+            );
+        }
+    }
+    for var in [
+        "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+        "OTEL_EXPORTER_OTLP_TIMEOUT",
+    ] {
+        if let Some(ms) = env(var) {
+            anyhow::ensure!(
+                ms.parse::<u64>().is_ok(),
+                "{var}={ms} is not a number of milliseconds"
+            );
+        }
+    }
+    Ok(())
+}
+
 fn provider(service: &str) -> anyhow::Result<SdkTracerProvider> {
-    let exporter = env("OTEL_TRACES_EXPORTER").unwrap_or_else(|| "otlp".into());
-    anyhow::ensure!(
-        exporter.eq_ignore_ascii_case("otlp"),
-        "OTEL_TRACES_EXPORTER={exporter} is not supported: keyledger exports traces with OTLP (otlp) or not at all (none)"
-    );
     for var in [
         "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
         "OTEL_EXPORTER_OTLP_PROTOCOL",

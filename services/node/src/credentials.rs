@@ -19,7 +19,8 @@ pub fn presented_key(headers: &HeaderMap) -> Result<&str, Denial> {
             let Ok(text) = v.to_str() else {
                 return Some(Err(Denial::Malformed(KeyFormatError::Alphabet)));
             };
-            let (scheme, rest) = text.trim().split_once(' ')?;
+            // The scheme ends at the first space or tab (RFC 9110 allows both).
+            let (scheme, rest) = text.trim().split_once([' ', '\t'])?;
             scheme
                 .eq_ignore_ascii_case("bearer")
                 .then(|| Ok(rest.trim()))
@@ -107,6 +108,14 @@ mod tests {
         assert_eq!(
             presented_key(&headers(&[("x-api-key", "abc"), ("x-api-key", "abd")])),
             Err(Denial::Conflicting)
+        );
+        assert_eq!(
+            presented_key(&headers(&[
+                ("authorization", "Bearer\tabc"),
+                ("x-api-key", "abd")
+            ])),
+            Err(Denial::Conflicting),
+            "a tab after the scheme still presents the key"
         );
         assert_eq!(presented_key(&headers(&[])), Err(Denial::Missing));
         assert_eq!(

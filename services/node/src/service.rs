@@ -195,6 +195,12 @@ fn error(status: StatusCode, code: &str, message: &str) -> (StatusCode, Json<Val
 fn status_body(state: &NodeState) -> Value {
     let feed = *state.feed.borrow();
     let table = state.table.status();
+    let chain = chain_status(&state.chain);
+    // Messages, and not one of them verifies: a wrong --public-key (or a
+    // stream that is not this ledger's). Such a node denies every key, so
+    // it must not look ready to a load balancer.
+    let nothing_trusted = chain["trusted_events"].as_u64() == Some(0)
+        && chain["untrusted_messages"].as_u64().is_some_and(|n| n > 0);
     let poisoned: Vec<Value> = table
         .poisoned
         .iter()
@@ -206,7 +212,8 @@ fn status_body(state: &NodeState) -> Value {
         "applied_seq": table.applied_seq,
         "stream_head_at_start": feed.head_at_start,
         "keys": table.keys,
-        "ready": table.ready && table.sealed.is_none() && !table.stale,
+        "ready": table.ready && table.sealed.is_none() && !table.stale && !nothing_trusted,
+        "nothing_trusted": nothing_trusted,
         "stale": table.stale,
         "max_staleness_ms": u64::try_from(state.max_staleness.as_millis()).unwrap_or(u64::MAX),
         "confirmed_up_to_date_ms_ago": state
@@ -216,7 +223,7 @@ fn status_body(state: &NodeState) -> Value {
         "nats_connected": state.log.is_connected(),
         "poisoned_keys": poisoned,
         "sealed": table.sealed.map(|(seq, reason)| json!({ "seq": seq, "reason": reason })),
-        "chain": chain_status(&state.chain),
+        "chain": chain,
     })
 }
 
