@@ -27,6 +27,7 @@ mod key_name;
 mod request_id;
 mod schema;
 mod signing;
+mod visible;
 mod wire;
 
 pub use actor::{Actor, Origin};

@@ -26,10 +26,10 @@ impl RequestId {
     /// holds an API key: ids are logged and stored, so a key pasted into
     /// the wrong header must not be kept.
     pub fn from_caller(text: &str) -> Option<Self> {
-        if crate::ApiKey::appears_in(text) {
-            return None;
-        }
-        text.parse().ok()
+        // Parse first: it bounds the length the scan reads.
+        text.parse()
+            .ok()
+            .filter(|id: &Self| !crate::ApiKey::appears_in(id.as_str()))
     }
 }
 

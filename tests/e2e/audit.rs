@@ -367,6 +367,17 @@ async fn point_in_time_answers_and_leaked_key_lookup() {
         !out.contains(&key.key) && !err.contains(&key.key),
         "never echoed"
     );
+    // So is one given where an id or prefix belongs.
+    let (code, out, err) = audit(
+        &[&["history", key.key.as_str()], &offline[..]].concat(),
+        None,
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("whole API key"), "{err}");
+    assert!(
+        !out.contains(&key.key) && !err.contains(&key.key),
+        "never echoed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

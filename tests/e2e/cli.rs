@@ -126,6 +126,10 @@ async fn the_keys_cli_manages_keys_and_the_nodes_follow() {
     assert!(!ok && err.contains("no key has the prefix"), "{err}");
     let (ok, _, err) = keys(&sys, d, &["update", id]);
     assert!(!ok && err.contains("nothing to change"), "{err}");
+    // A whole key where an id or prefix belongs: refused, never repeated.
+    let (ok, out, err) = keys(&sys, d, &["get", key.as_str()]);
+    assert!(!ok && err.contains("whole API key"), "{err}");
+    assert!(!out.contains(key.as_str()) && !err.contains(key.as_str()));
     let (ok, _, err) = keys(&sys, d, &["create", "   "]);
     assert!(!ok && err.contains("invalid_name"), "{err}");
     let (ok, _, err) = keys_as(

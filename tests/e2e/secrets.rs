@@ -204,6 +204,9 @@ async fn no_raw_key_or_admin_token_appears_in_logs_or_storage() {
         format!("{}x", raw_keys[1]),
         format!("1{}", raw_keys[1]),
         format!("t {token} t"),
+        // Split by something a reader would not see, or by a space.
+        format!("{}\u{FE0F}{}", &raw_keys[1][..20], &raw_keys[1][20..]),
+        format!("{} {}", &raw_keys[1][..20], &raw_keys[1][20..]),
     ] {
         let r = patch(&ids[0], json!({ "name": name })).await.unwrap();
         assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
@@ -223,6 +226,10 @@ async fn no_raw_key_or_admin_token_appears_in_logs_or_storage() {
         (
             format!("z.{token}"),
             format!("tool {}\t{}", &token[..10], &token[10..]),
+        ),
+        (
+            format!("w.{}", raw_keys[1]),
+            format!("tool {} {}", &raw_keys[1][..20], &raw_keys[1][20..]),
         ),
     ] {
         let r = http

@@ -72,7 +72,12 @@ pub(crate) async fn request_id(
         actor = tracing::field::Empty,
         http.response.status_code = tracing::field::Empty,
     );
-    keyledger_http::trace_context::join_remote_parent(&span, req.headers());
+    // Not a trace named by the token (it would be exported and recorded).
+    let names_token =
+        header_text(req.headers(), "traceparent").is_some_and(|t| state.token.appears_in(t));
+    if !names_token {
+        keyledger_http::trace_context::join_remote_parent(&span, req.headers());
+    }
     async move {
         let mut response = next.run(req).await;
         let status = response.status().as_u16();
@@ -184,8 +189,10 @@ pub(crate) async fn authenticate(
         .filter(|ua| !state.token.appears_in(ua));
     // The trace this request belongs to: ours when traces are exported (it
     // joined the caller's, if any), else the caller's.
+    // A caller's trace id is recorded for good: not if it is the token (a
+    // 32-hex-digit token would make a well-formed one).
     let trace = keyledger_http::trace_context::trace_id(&tracing::Span::current())
-        .or_else(|| trace_id(req.headers()));
+        .or_else(|| trace_id(req.headers()).filter(|t| !state.token.appears_in(t)));
     let origin = Origin::new(ip, user_agent.as_deref(), trace.as_deref());
     tracing::Span::current().record("actor", actor.label());
     let commit_point = req

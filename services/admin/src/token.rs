@@ -51,13 +51,15 @@ impl AdminToken {
 }
 
 impl AdminToken {
-    /// Whether `text` holds this token anywhere (every window of the token's
+    /// Whether `text` holds this token anywhere, even with spaces, control
+    /// or non-ASCII characters put between its characters (the token is
+    /// printable ASCII, so they are skipped; every window of the token's
     /// length is hashed and compared), so that a token pasted into a request
-    /// id or a user agent is never recorded.
+    /// id, a user agent or a name is never recorded.
     pub fn appears_in(&self, text: &str) -> bool {
-        let bytes = text.as_bytes();
-        bytes.len() >= self.len
-            && bytes.windows(self.len).any(|window| {
+        let squeezed: Vec<u8> = text.bytes().filter(u8::is_ascii_graphic).collect();
+        squeezed.len() >= self.len
+            && squeezed.windows(self.len).any(|window| {
                 let digest: [u8; 32] = Sha3_256::digest(window).into();
                 bool::from(digest.ct_eq(&self.digest))
             })
@@ -89,6 +91,7 @@ mod tests {
         assert!(t.appears_in("x.correct-horse-battery-staple"));
         assert!(t.appears_in("client/correct-horse-battery-staple (linux)"));
         assert!(!t.appears_in("correct-horse-battery-stapl"));
+        assert!(t.appears_in("x correct-horse-\tbattery-\u{200B}staple"));
         assert!(!t.appears_in(""));
     }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use keyledger_eventlog::EventLog;
-use keyledger_events::{EventHash, ExportLine, KeyHash, PublicKey};
+use keyledger_events::{ApiKey, EventHash, ExportLine, KeyHash, PublicKey};
 use keyledger_projections::{Access, Audit, Cut, HistoryEntry, KeyAt, Record, validity};
 use serde::Serialize;
 use serde_json::Value;
@@ -488,6 +488,10 @@ fn report_untrusted(audit: &Audit) {
 fn one_key<'a>(audit: &'a Audit, query: &str) -> anyhow::Result<&'a KeyAt> {
     match audit.find(query).as_slice() {
         [one] => Ok(one),
+        [] if ApiKey::appears_in(query) => bail!(
+            "that looks like a whole API key (not repeated here): give the key's id or prefix, \
+             or pipe the key into `keyledger audit lookup`"
+        ),
         [] => bail!("no key with id or prefix {query:?} in this history"),
         many => bail!(
             "{query:?} matches {} keys: {}; give the key id",

@@ -234,6 +234,12 @@ impl Api {
                 .call(reqwest::Method::GET, &format!("/v1/keys/{key}"), None)
                 .await;
         }
+        if keyledger_events::ApiKey::appears_in(key) {
+            bail!(
+                "that looks like a whole API key (not repeated here): give the key's id, or its \
+                 prefix (its first 8 characters)"
+            );
+        }
         if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric()) || key.len() > 8 {
             bail!("{key:?} is neither a key id nor a key prefix (up to 8 letters and digits)");
         }
