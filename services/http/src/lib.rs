@@ -10,9 +10,11 @@
 //!                                                      graceful shutdown: stop accepting, finish in-flight
 //! ```
 
+mod feed_metrics;
 mod metrics;
 pub mod trace_context;
 
+pub use feed_metrics::FeedMetrics;
 pub use metrics::{Metrics, RouteStatus, count_requests};
 
 use std::future::Future;

@@ -3,7 +3,6 @@
 //! untrusted messages, readiness and staleness; plus HTTP requests by route
 //! and status (from [`keyledger_http::Metrics`]).
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use keyledger_projections::{Denial, Grant};
@@ -57,15 +56,9 @@ pub(crate) struct NodeMetrics {
     /// One counter per outcome, resolved once so that counting is one atomic add.
     validations: [Counter; OUTCOMES.len()],
     latency: Histogram,
-    applied_seq: Gauge,
-    lag: Gauge,
-    events_applied: Counter,
-    untrusted: Counter,
+    feed: keyledger_http::FeedMetrics,
     poisoned_keys: Gauge,
-    ready: Gauge,
     stale: Gauge,
-    /// What the cumulative counters were at the last scrape.
-    last: std::sync::Arc<Mutex<(u64, u64)>>,
 }
 
 impl NodeMetrics {
@@ -76,18 +69,18 @@ impl NodeMetrics {
             OUTCOMES.map(|outcome| family.get_or_create(&Outcome { outcome }).clone());
         // 100 ns to about 50 ms.
         let latency = Histogram::new(exponential_buckets(1e-7, 2.0, 20));
+        let feed = keyledger_http::FeedMetrics::register(
+            &http,
+            "Messages in the stream not yet applied (head at the last probe minus applied)",
+            "1 when the node validates keys",
+        );
         let metrics = Self {
             http,
             validations,
             latency,
-            applied_seq: Gauge::default(),
-            lag: Gauge::default(),
-            events_applied: Counter::default(),
-            untrusted: Counter::default(),
+            feed,
             poisoned_keys: Gauge::default(),
-            ready: Gauge::default(),
             stale: Gauge::default(),
-            last: std::sync::Arc::default(),
         };
         {
             let mut r = metrics.http.registry();
@@ -98,34 +91,9 @@ impl NodeMetrics {
                 metrics.latency.clone(),
             );
             r.register(
-                "applied_seq",
-                "Last stream sequence applied",
-                metrics.applied_seq.clone(),
-            );
-            r.register(
-                "stream_lag",
-                "Messages in the stream not yet applied (head at the last probe minus applied)",
-                metrics.lag.clone(),
-            );
-            r.register(
-                "events_applied",
-                "Trusted events applied",
-                metrics.events_applied.clone(),
-            );
-            r.register(
-                "untrusted_messages",
-                "Messages that failed hash, link, signature or decoding checks (the alarm)",
-                metrics.untrusted.clone(),
-            );
-            r.register(
                 "poisoned_keys",
                 "Keys that fail closed",
                 metrics.poisoned_keys.clone(),
-            );
-            r.register(
-                "ready",
-                "1 when the node validates keys",
-                metrics.ready.clone(),
             );
             r.register(
                 "stale",
@@ -149,27 +117,11 @@ impl NodeMetrics {
 
     /// Brings the scrape-time series up to date from the node's status.
     pub(crate) fn update(&self, status: &serde_json::Value, head: Option<u64>) {
-        let applied = status["applied_seq"].as_u64().unwrap_or(0);
-        self.applied_seq
-            .set(i64::try_from(applied).unwrap_or(i64::MAX));
-        if let Some(head) = head {
-            self.lag
-                .set(i64::try_from(head.saturating_sub(applied)).unwrap_or(i64::MAX));
-        }
-        self.ready.set(i64::from(status["ready"] == true));
+        self.feed.update(status, head);
         self.stale.set(i64::from(status["stale"] == true));
         let poisoned = status["poisoned_keys"].as_array().map_or(0, Vec::len);
         self.poisoned_keys
             .set(i64::try_from(poisoned).unwrap_or(i64::MAX));
-        let trusted = status["chain"]["trusted_events"].as_u64().unwrap_or(0);
-        let refused = status["chain"]["untrusted_messages"].as_u64().unwrap_or(0);
-        let mut last = self
-            .last
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        self.events_applied.inc_by(trusted.saturating_sub(last.0));
-        self.untrusted.inc_by(refused.saturating_sub(last.1));
-        *last = (last.0.max(trusted), last.1.max(refused));
     }
 
     /// `/metrics`.
