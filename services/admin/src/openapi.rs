@@ -4,20 +4,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-/// Every error answer: a stable code and a message for people.
-#[derive(serde::Serialize, utoipa::ToSchema)]
-pub(crate) struct ErrorBody {
-    error: ErrorDetail,
-}
-
-/// The error itself.
-#[derive(serde::Serialize, utoipa::ToSchema)]
-pub(crate) struct ErrorDetail {
-    /// Stable, machine-readable code, such as `invalid_name` or `not_found`.
-    code: String,
-    /// What went wrong, in words; never repeats what the client sent.
-    message: String,
-}
+pub(crate) use keyledger_http::ErrorBody;
 
 struct AdminKeyAuth;
 

@@ -10,10 +10,12 @@
 //!                                                      graceful shutdown: stop accepting, finish in-flight
 //! ```
 
+mod error_body;
 mod feed_metrics;
 mod metrics;
 pub mod trace_context;
 
+pub use error_body::{ErrorBody, ErrorDetail};
 pub use feed_metrics::FeedMetrics;
 pub use metrics::{Metrics, RouteStatus, count_requests};
 

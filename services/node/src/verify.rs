@@ -75,22 +75,7 @@ pub(crate) struct Allowed {
     read_only: bool,
 }
 
-/// A denial, or any other error: a stable code and a message.
-#[derive(serde::Serialize, utoipa::ToSchema)]
-pub(crate) struct ErrorBody {
-    error: ErrorDetail,
-}
-
-/// The error itself.
-#[derive(serde::Serialize, utoipa::ToSchema)]
-pub(crate) struct ErrorDetail {
-    /// Stable code: `missing_key`, `malformed_key`, `unknown_key`, `disabled_key`,
-    /// `admin_key`, `conflicting_keys`, `key_state_unknown`, `read_only_key`,
-    /// `not_ready`, `stale`…
-    code: String,
-    /// What went wrong, in words; never the key.
-    message: String,
-}
+pub(crate) use keyledger_http::ErrorBody;
 
 /// `/v1/verify`: 200 with `X-Key-Id` when allowed, else 401/403.
 #[utoipa::path(method(get, head, post, put, patch, delete, options), path = "/v1/verify", tag = "forward auth",
